@@ -1,0 +1,31 @@
+# tff_prune: `make demo` (main job) and `make test` (test suite). Both set up .venv first.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= runs/demo
+# Demo defaults: finish within ~10 minutes on 2 cores (both runs). Override, e.g. DEMO_FLAGS="--rounds 50".
+DEMO_FLAGS ?= --dataset femnist --model cnn --rounds 20 --clients-per-round 10 --local-epochs 5 --seed 0
+PYTEST_FLAGS ?=
+
+.PHONY: setup demo test clean
+
+$(VENV)/.installed: requirements.txt requirements-tff.txt
+	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tff_prune needs Python 3.11 (TFF 0.87); set PY=/path/to/python3.11"'
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -r requirements-tff.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/python scripts/run_simulation.py $(DEMO_FLAGS) --no-prune --overwrite --output-dir $(DEMO_DIR)/fedavg
+	$(BIN)/python scripts/run_simulation.py $(DEMO_FLAGS) --overwrite --output-dir $(DEMO_DIR)/pruned
+	$(BIN)/python scripts/compare_runs.py $(DEMO_DIR)/fedavg $(DEMO_DIR)/pruned --output $(DEMO_DIR)/comparison.md
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

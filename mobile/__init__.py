@@ -1,0 +1,1 @@
+"""Mobile pipeline: TFLite conversion (``convert``) and latency measurement (``host_benchmark``)."""

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Federated training with automatic server-side filter pruning (or plain FedAvg).
+
+Example:
+  python scripts/run_simulation.py --dataset femnist --model cnn --rounds 20 \
+      --clients-per-round 10 --k 2.2 --output-dir runs/pruned
+
+Writes to --output-dir: metrics.jsonl (one JSON object per round), checkpoint.npz
+(for --resume), model.keras, model.tflite (float32), summary.json and curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
+
+from tff_prune.config import ConfigError, ExperimentConfig, resolve_data_dir  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags (each maps to an ``ExperimentConfig`` field)."""
+    d = ExperimentConfig.__dataclass_fields__
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("data and model")
+    g.add_argument("--dataset", default=d["dataset"].default, help="dataset (femnist)")
+    g.add_argument("--model", default=d["model"].default, help="architecture (cnn: the paper's FEMNIST CNN)")
+    g.add_argument("--data-dir", default=None,
+                   help="folder with femnist_leaf_300w.npz (default: $TFF_PRUNE_DATA_DIR, else ../shared/data)")
+    g.add_argument("--femnist-crop", action="store_true", help="the authors' crop [5:20,5:20] resized to 28x28")
+    g.add_argument("--max-clients", type=int, default=None, help="use only the first N writers (default: all)")
+    g = p.add_argument_group("federated training (FedAvg)")
+    g.add_argument("--rounds", type=int, default=d["rounds"].default, help="federated rounds (default %(default)s)")
+    g.add_argument("--clients-per-round", type=int, default=d["clients_per_round"].default,
+                   help="clients sampled per round (default %(default)s)")
+    g.add_argument("--local-epochs", type=int, default=d["local_epochs"].default,
+                   help="client epochs per round (paper: 5)")
+    g.add_argument("--batch-size", type=int, default=d["batch_size"].default, help="client batch (paper: 32)")
+    g.add_argument("--client-lr", type=float, default=d["client_lr"].default, help="client Adam learning rate")
+    g.add_argument("--server-lr", type=float, default=d["server_lr"].default,
+                   help="server SGD learning rate (1.0 = plain FedAvg)")
+    g.add_argument("--seed", type=int, default=d["seed"].default, help="seed for sampling, shuffling and init")
+    g.add_argument("--eval-every", type=int, default=d["eval_every"].default,
+                   help="evaluate the global model every N rounds (and at the end)")
+    g = p.add_argument_group("automatic pruning")
+    g.add_argument("--no-prune", action="store_true", help="plain FedAvg baseline, no pruning")
+    g.add_argument("--k", type=float, default=d["k"].default, help="band mu +- k*sigma (paper: 2.2 on FEMNIST)")
+    g.add_argument("--max-prune-round", type=int, default=d["max_prune_round"].default,
+                   help="last round after which a prune may happen (paper: 50)")
+    g.add_argument("--patience", type=int, default=d["patience"].default,
+                   help="rounds without a parameter drop before pruning stops (paper: 3)")
+    g.add_argument("--weights", choices=("inherit", "reinit"), default=d["weights"].default,
+                   help="survivors keep their weights (inherit) or restart from fresh init (reinit, the authors')")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--output-dir", default=d["output_dir"].default, help="where results go")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last round")
+    g.add_argument("--overwrite", action="store_true", help="start afresh in an --output-dir that holds a run")
+    g.add_argument("--latency-runs", type=int, default=d["latency_runs"].default,
+                   help="timed TFLite invokes for the host latency (default %(default)s)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """Builds and validates the ExperimentConfig (raises ConfigError naming the flag)."""
+    return ExperimentConfig(
+        dataset=args.dataset, model=args.model, rounds=args.rounds, clients_per_round=args.clients_per_round,
+        local_epochs=args.local_epochs, batch_size=args.batch_size, client_lr=args.client_lr,
+        server_lr=args.server_lr, k=args.k, max_prune_round=args.max_prune_round, patience=args.patience,
+        weights=args.weights, prune=not args.no_prune, seed=args.seed, eval_every=args.eval_every,
+        output_dir=os.path.abspath(args.output_dir), data_dir=resolve_data_dir(args.data_dir),
+        femnist_crop=args.femnist_crop, max_clients=args.max_clients, latency_runs=args.latency_runs)
+
+
+def export_and_summarize(config: ExperimentConfig, result, test_x) -> dict:
+    """Saves model.keras and model.tflite, measures TFLite latency, writes summary.json and curves.png.
+
+    Returns:
+      the summary dict (also written to ``<output_dir>/summary.json``).
+    """
+    from mobile import convert, host_benchmark
+    from tff_prune import report
+
+    out = config.output_dir
+    keras_path = os.path.join(out, "model.keras")
+    tmp = os.path.join(out, ".model.tmp.keras")
+    result.model.save(tmp)
+    os.replace(tmp, keras_path)
+    tflite_path = os.path.join(out, "model.tflite")
+    tflite_bytes = convert.convert_to_file(result.model, tflite_path, "float32")
+    latency = host_benchmark.benchmark(tflite_path, num_threads=1, num_runs=config.latency_runs,
+                                       warmup_runs=20, inputs=test_x)
+    records = result.records
+    summary = {
+        "config": config.to_dict(),
+        "rounds": len(records) and records[-1]["round"],
+        "initial_params": result.initial["params"], "final_params": result.final["params"],
+        "initial_flops": result.initial["flops"], "final_flops": result.final["flops"],
+        "initial_widths": result.initial["widths"], "widths": result.final["widths"],
+        "final_accuracy": report.last_accuracy(records),
+        "best_accuracy": max((r["eval_accuracy"] for r in records if r.get("eval_accuracy") is not None),
+                             default=None),
+        "bytes_down_total": records[-1]["cumulative_bytes_down"], "bytes_up_total": records[-1]["cumulative_bytes_up"],
+        "bytes_total": records[-1]["cumulative_bytes"],
+        "prune_rounds": [r["round"] for r in records if r["prune"]["action"] == "accepted"],
+        "stop_reason": result.stop_reason,
+        "wall_seconds_total": sum(r["wall_seconds"] for r in records),
+        "keras_path": keras_path, "tflite_path": tflite_path, "tflite_bytes": tflite_bytes,
+        "tflite_latency_us_median": latency["inference_median_us"], "tflite_latency": latency,
+    }
+    report.write_json(os.path.join(out, report.SUMMARY_FILE), summary)
+    title = (f"{config.dataset}/{config.model} " + ("FedAvg baseline" if not config.prune
+                                                    else f"pruned (k={config.k}, {config.weights})"))
+    report.plot_curves(records, os.path.join(out, report.CURVES_FILE), title)
+    return summary
+
+
+def _print_summary(s: dict) -> None:
+    acc = s["final_accuracy"]
+    print(f"\n== {s['config']['output_dir']}\n"
+          f"final test accuracy : {'n/a' if acc is None else f'{100 * acc:.2f}%'}\n"
+          f"parameters          : {s['initial_params']:,} -> {s['final_params']:,}\n"
+          f"FLOPs / example     : {s['initial_flops']:,} -> {s['final_flops']:,}\n"
+          f"conv widths         : {s['initial_widths']} -> {s['widths']}\n"
+          f"bytes (up+down)     : {s['bytes_total'] / 1e6:,.2f} MB over {s['rounds']} rounds\n"
+          f"prunes after rounds : {s['prune_rounds']} ({s['stop_reason'] or 'not stopped'})\n"
+          f"TFLite float32      : {s['tflite_bytes']:,} B, median {s['tflite_latency_us_median']:.1f} us "
+          f"(1 thread, {s['tflite_latency']['num_runs']} runs)")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the CLI; returns the process exit code (2 for bad flags or data)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as e:
+        parser.error(str(e))
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tff_prune").setLevel(logging.INFO)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from tff_prune.data import DataError, load_femnist
+    from tff_prune.federated import loop
+    from tff_prune.federated.checkpoint import CheckpointError
+    from tff_prune.federated.process import stop_worker_processes
+
+    try:
+        data = load_femnist(config.data_dir, crop=config.femnist_crop, max_clients=config.max_clients)
+        with logging_redirect_tqdm():
+            result = loop.run(config, data=data, resume=args.resume, overwrite=args.overwrite,
+                              progress=not args.quiet)
+        summary = export_and_summarize(config, result, data.test_arrays()[0])
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        stop_worker_processes()
+    _print_summary(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

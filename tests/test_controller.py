@@ -1,0 +1,58 @@
+"""The paper's automatic stopping rule: accept on parameter drop, patience, last prune round."""
+
+import pytest
+
+from tff_prune.pruning import ControllerState, PruningController
+
+W = {"conv1": 32}
+
+
+def test_accept_resets_patience_and_three_failures_stop():
+    c = PruningController(max_prune_round=50, patience=3)
+    seq = []
+    params = 1000
+    for r, drop in enumerate([True, False, False, True, False, False, False, True], start=1):
+        if not c.should_propose(r):
+            seq.append("off")
+            continue
+        d = c.decide(r, params, params - 10 if drop else params, W, W)
+        if d.action == "accepted":
+            params -= 10
+        seq.append((d.action, d.failures, d.stopped))
+    assert seq == [("accepted", 0, False), ("rejected", 1, False), ("rejected", 2, False),
+                   ("accepted", 0, False), ("rejected", 1, False), ("rejected", 2, False),
+                   ("rejected", 3, True), "off"]
+    assert c.state.accepted == 2
+    assert "3 consecutive rounds" in c.state.stop_reason
+
+
+def test_equal_parameter_count_is_not_a_drop():
+    c = PruningController(max_prune_round=10, patience=1)
+    d = c.decide(1, 500, 500, W, W)
+    assert d.action == "rejected" and d.stopped
+
+
+def test_stops_after_max_prune_round():
+    c = PruningController(max_prune_round=2, patience=3)
+    assert c.should_propose(1) and c.should_propose(2)
+    assert not c.should_propose(3)
+    assert c.state.stopped and "max_prune_round (2)" in c.state.stop_reason
+    assert not c.should_propose(2)  # stopping is final
+
+
+def test_zero_max_prune_round_never_prunes():
+    assert not PruningController(max_prune_round=0, patience=3).should_propose(1)
+
+
+def test_state_round_trip():
+    c = PruningController(5, 3)
+    c.decide(1, 10, 10, W, W)
+    restored = PruningController(5, 3, ControllerState.from_dict(c.state.to_dict()))
+    assert restored.state == c.state and restored.state.failures == 1
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="patience"):
+        PruningController(5, 0)
+    with pytest.raises(ValueError, match="max_prune_round"):
+        PruningController(-1, 3)

@@ -1,0 +1,62 @@
+"""The band criterion mu - k*sigma <= s <= mu + k*sigma and L1 filter norms."""
+
+import numpy as np
+import pytest
+
+from tff_prune.models import get_model
+from tff_prune.pruning import band_keep_mask, band_selection, l1_filter_norms
+
+
+def test_both_tails_are_removed():
+    s = np.array([0.1] + [5.0] * 20 + [12.0])
+    mu, sigma = s.mean(), s.std()
+    assert s[0] < mu - 2.2 * sigma and s[-1] > mu + 2.2 * sigma
+    keep = band_keep_mask(s, 2.2)
+    assert keep.tolist() == [False] + [True] * 20 + [False]
+
+
+def test_uses_population_std_not_sample_std():
+    # One value sits between the population-sigma bound and the (wider) sample-sigma bound.
+    s = np.array([1.0, 1.0, 1.0, 1.0, 3.0])
+    k = 1.95
+    pop_hi = s.mean() + k * s.std(ddof=0)
+    samp_hi = s.mean() + k * s.std(ddof=1)
+    assert pop_hi < 3.0 < samp_hi
+    assert band_keep_mask(s, k).tolist() == [True, True, True, True, False]
+
+
+def test_bounds_are_inclusive_and_equal_norms_all_kept():
+    assert band_keep_mask(np.full(7, 0.3), 2.0).all()
+    s = np.array([0.0, 2.0])  # mu=1, sigma=1: with k=1 both sit exactly on the bounds
+    assert band_keep_mask(s, 1.0).tolist() == [True, True]
+
+
+def test_at_least_one_filter_kept_nearest_mean():
+    s = np.array([0.0, 4.0, 10.0])  # mu=4.67, sigma=4.11: band [4.26, 5.08] is empty for k=0.1
+    keep = band_keep_mask(s, 0.1)
+    assert keep.tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("k", [0.0, -1.0])
+def test_rejects_non_positive_k(k):
+    with pytest.raises(ValueError, match="k must be > 0"):
+        band_keep_mask(np.ones(3), k)
+
+
+def test_rejects_nan_and_empty():
+    with pytest.raises(ValueError, match="NaN"):
+        band_keep_mask(np.array([1.0, np.nan]), 2.0)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        band_keep_mask(np.array([]), 2.0)
+
+
+def test_l1_norms_of_the_femnist_cnn():
+    model = get_model("cnn", "femnist", seed=3)
+    norms = l1_filter_norms(model)
+    assert list(norms) == ["conv1", "conv2"]
+    assert norms["conv1"].shape == (32,) and norms["conv2"].shape == (64,)
+    k2 = model.get_layer("conv2").kernel.numpy()
+    np.testing.assert_allclose(norms["conv2"][7], np.abs(k2[:, :, :, 7]).sum(), rtol=1e-6)
+    sel = band_selection(model, 2.2)
+    for name, s in norms.items():
+        np.testing.assert_array_equal(sel[name], np.flatnonzero(band_keep_mask(s, 2.2)))

@@ -1,0 +1,159 @@
+"""ExperimentConfig: every knob of a federated pruning run, validated once.
+
+Flags map one-to-one onto fields (``--clients-per-round`` -> ``clients_per_round``).
+Validation raises :class:`ConfigError` whose message names the offending flag, so
+a bad value is rejected before any data is read or any TFF computation is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping, Optional
+
+DATA_DIR_ENV = "TFF_PRUNE_DATA_DIR"
+DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data")
+
+DATASETS = ("femnist",)
+MODELS = ("cnn",)
+WEIGHT_MODES = ("inherit", "reinit")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid. The message names the flag and the fix."""
+
+
+def resolve_data_dir(flag_value: Optional[str]) -> str:
+    """Returns the directory holding the packed data files.
+
+    Order: the ``--data-dir`` flag, else the ``TFF_PRUNE_DATA_DIR`` environment
+    variable, else ``../shared/data`` next to the project root.
+    """
+    if flag_value:
+        return os.path.abspath(os.path.expanduser(flag_value))
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.normpath(DEFAULT_DATA_DIR)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """All settings of one simulation (see ``scripts/run_simulation.py --help``).
+
+    Attributes:
+      dataset: ``"femnist"``.
+      model: ``"cnn"`` (the paper's FEMNIST CNN, 56,126 parameters).
+      rounds: number of federated rounds R (rounds are numbered 1..R).
+      clients_per_round: clients sampled uniformly without replacement each round.
+      local_epochs: client epochs per round (paper: 5).
+      batch_size: client batch size (paper: 32).
+      client_lr: client Adam learning rate (paper: 1e-3).
+      server_lr: server SGD learning rate; 1.0 is plain FedAvg.
+      k: band width of the criterion mu +- k*sigma (paper: 2.2 on FEMNIST).
+      max_prune_round: last round after whose aggregation pruning may happen (paper: 50).
+      patience: consecutive rounds without a parameter drop before pruning stops (paper: 3).
+      weights: ``"inherit"`` (survivors keep weights) or ``"reinit"`` (authors' fresh init).
+      prune: False gives the plain FedAvg baseline (``--no-prune``).
+      seed: seeds client sampling, client shuffling, model init and re-init.
+      eval_every: evaluate the global model every this many rounds (and at the last round).
+      output_dir: where metrics, checkpoints, model and reports go.
+      data_dir: directory with ``femnist_leaf_300w.npz`` (resolved, absolute).
+      femnist_crop: apply the authors' crop ``[5:20, 5:20]`` resized back to 28x28.
+      max_clients: use only the first N writers (None: all); for quick runs and tests.
+      latency_runs: timed TFLite invokes for the host latency of the final model.
+    """
+
+    dataset: str = "femnist"
+    model: str = "cnn"
+    rounds: int = 20
+    clients_per_round: int = 10
+    local_epochs: int = 5
+    batch_size: int = 32
+    client_lr: float = 1e-3
+    server_lr: float = 1.0
+    k: float = 2.2
+    max_prune_round: int = 50
+    patience: int = 3
+    weights: str = "inherit"
+    prune: bool = True
+    seed: int = 0
+    eval_every: int = 1
+    output_dir: str = "runs/default"
+    data_dir: str = dataclasses.field(default_factory=lambda: resolve_data_dir(None))
+    femnist_crop: bool = False
+    max_clients: Optional[int] = None
+    latency_runs: int = 200
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the flag of the first invalid value."""
+        def fail(flag, msg):
+            raise ConfigError(f"--{flag}: {msg}")
+
+        if self.dataset not in DATASETS:
+            fail("dataset", f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.model not in MODELS:
+            fail("model", f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.weights not in WEIGHT_MODES:
+            fail("weights", f"must be 'inherit' or 'reinit', got {self.weights!r}")
+        for flag, value in (("rounds", self.rounds), ("clients-per-round", self.clients_per_round),
+                            ("local-epochs", self.local_epochs), ("batch-size", self.batch_size),
+                            ("eval-every", self.eval_every), ("patience", self.patience),
+                            ("latency-runs", self.latency_runs)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                fail(flag, f"must be an integer >= 1, got {value!r}")
+        if self.max_prune_round < 0:
+            fail("max-prune-round", f"must be >= 0, got {self.max_prune_round!r}")
+        if not (self.k > 0):
+            fail("k", f"must be > 0 (the band is mu +- k*sigma; the paper uses 2.0-2.5), got {self.k!r}")
+        if not (self.client_lr > 0):
+            fail("client-lr", f"must be > 0, got {self.client_lr!r}")
+        if not (self.server_lr > 0):
+            fail("server-lr", f"must be > 0, got {self.server_lr!r}")
+        if self.seed < 0:
+            fail("seed", f"must be >= 0, got {self.seed!r}")
+        if self.max_clients is not None and self.max_clients < 1:
+            fail("max-clients", f"must be >= 1, got {self.max_clients!r}")
+        if self.max_clients is not None and self.clients_per_round > self.max_clients:
+            fail("clients-per-round", f"{self.clients_per_round} clients per round but --max-clients is "
+                 f"{self.max_clients}; lower --clients-per-round or raise --max-clients")
+        if not self.output_dir:
+            fail("output-dir", "must not be empty")
+
+    def check_num_clients(self, available: int) -> None:
+        """Raises ConfigError if more clients per round are asked than exist."""
+        if self.clients_per_round > available:
+            raise ConfigError(
+                f"--clients-per-round: {self.clients_per_round} requested but the {self.dataset} data has only "
+                f"{available} clients; use --clients-per-round <= {available}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-serialisable dict of all fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ExperimentConfig":
+        """Builds a config from :meth:`to_dict` output (unknown keys raise ConfigError)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown config keys {sorted(unknown)}")
+        return cls(**d)
+
+    # Fields that may differ between an interrupted run and its --resume.
+    RESUMABLE_CHANGES = ("rounds", "output_dir", "data_dir", "latency_runs")
+
+    def resume_mismatches(self, saved: "ExperimentConfig") -> list[str]:
+        """Lists flags whose value differs from the checkpointed run (excluding rounds, paths)."""
+        out = []
+        for f in dataclasses.fields(self):
+            if f.name in self.RESUMABLE_CHANGES:
+                continue
+            a, b = getattr(self, f.name), getattr(saved, f.name)
+            if a != b:
+                out.append(f"--{f.name.replace('_', '-')} (checkpoint: {json.dumps(b)}, now: {json.dumps(a)})")
+        return out

@@ -1,0 +1,236 @@
+"""FEMNIST through TFF's own loader, offline.
+
+``tff.simulation.datasets.emnist.load_data(only_digits=False, cache_dir=D)`` reads
+``D/emnist_all.sqlite`` without network access when that file exists. This module
+builds that SQLite file once from the packed real data
+(``femnist_leaf_300w.npz``: 300 LEAF writers, see ``../shared/data/README.md``),
+atomically (temporary file + ``os.replace``), and then uses TFF's loader unchanged.
+Users with internet may instead point ``--data-dir`` at nothing and let TFF
+download the full 3,400-writer set (see README).
+
+Pixel convention (TFF and LEAF): float32 in [0, 1], 1.0 = background, 0.0 = ink.
+Labels: int32 in [0, 62): digits 0-9, 'A'-'Z' 10-35, 'a'-'z' 36-61.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sqlite3
+import tempfile
+import zipfile
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tff_prune.config import DATA_DIR_ENV
+
+PACKED_FILE = "femnist_leaf_300w.npz"
+SQLITE_FILE = "emnist_all.sqlite"  # the name TFF's emnist.load_data looks for
+CACHE_DIR_ENV = "TFF_PRUNE_CACHE_DIR"
+TRAIN_SPLIT, TEST_SPLIT = "all_train", "all_test"
+_REQUIRED_KEYS = ("client_ids", "train_pixels_u8", "train_labels", "train_offsets",
+                  "test_pixels_u8", "test_labels", "test_offsets")
+NUM_CLASSES = 62
+LABEL_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+class DataError(RuntimeError):
+    """The packed data file is missing or corrupt. The message says where we looked and the fix."""
+
+
+def _fix_hint(data_dir: str) -> str:
+    return (f"Put {PACKED_FILE} in {data_dir}, or pass --data-dir DIR (or set {DATA_DIR_ENV}=DIR) "
+            f"to the folder that holds it (the project expects ../shared/data beside the checkout).")
+
+
+def packed_path(data_dir: str) -> str:
+    """Path of the packed FEMNIST file in ``data_dir``; raises DataError if absent."""
+    path = os.path.join(data_dir, PACKED_FILE)
+    if not os.path.isfile(path):
+        raise DataError(f"FEMNIST data not found: looked for {path}. {_fix_hint(data_dir)}")
+    return path
+
+
+def load_packed(data_dir: str) -> dict[str, np.ndarray]:
+    """Loads and validates the packed FEMNIST arrays.
+
+    Returns:
+      dict with ``client_ids`` (N,) str, ``{train,test}_pixels_u8`` (M,28,28) uint8,
+      ``{train,test}_labels`` (M,) int, ``{train,test}_offsets`` (N+1,) int64.
+
+    Raises:
+      DataError: file missing, not a valid ``.npz``, keys missing, or shapes inconsistent.
+    """
+    path = packed_path(data_dir)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in _REQUIRED_KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"FEMNIST data file {path} is corrupt: missing arrays {missing}. "
+                                f"Replace it with a good copy. {_fix_hint(data_dir)}")
+            arrays = {k: z[k] for k in _REQUIRED_KEYS}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(f"FEMNIST data file {path} is corrupt or unreadable ({type(e).__name__}: {e}). "
+                        f"Replace it with a good copy. {_fix_hint(data_dir)}") from e
+    n = len(arrays["client_ids"])
+    for split in ("train", "test"):
+        px, lab, off = (arrays[f"{split}_pixels_u8"], arrays[f"{split}_labels"], arrays[f"{split}_offsets"])
+        ok = (px.ndim == 3 and px.shape[1:] == (28, 28) and len(lab) == len(px) and off.shape == (n + 1,)
+              and off[0] == 0 and off[-1] == len(px) and np.all(np.diff(off) >= 0)
+              and (len(lab) == 0 or (lab.min() >= 0 and lab.max() < NUM_CLASSES)))
+        if not ok:
+            raise DataError(f"FEMNIST data file {path} is corrupt: inconsistent {split} arrays "
+                            f"(pixels {px.shape}, labels {lab.shape}, offsets {off.shape} for {n} clients). "
+                            f"Replace it with a good copy. {_fix_hint(data_dir)}")
+    return arrays
+
+
+def default_cache_root() -> str:
+    """Root folder for built SQLite caches: ``$TFF_PRUNE_CACHE_DIR`` or ``~/.cache/tff_prune``."""
+    return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "tff_prune")
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _example_proto(pixels_u8: np.ndarray, label: int) -> bytes:
+    pixels = (pixels_u8.astype(np.float32) / np.float32(255.0)).reshape(-1)
+    feature = {
+        "pixels": tf.train.Feature(float_list=tf.train.FloatList(value=pixels)),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def build_sqlite_cache(data_dir: str, cache_root: Optional[str] = None) -> str:
+    """Builds (once) the ``emnist_all.sqlite`` file TFF's loader expects; returns its folder.
+
+    The folder is ``<cache_root>/femnist-<sha256 of the packed file>`` so a changed
+    data file gets a new cache. The database is written to a temporary file in the
+    same folder and renamed into place, so an interrupted build leaves no partial file.
+    Layout (TFF 0.87 ``SqlClientData``): tables ``examples(split_name, client_id,
+    serialized_example_proto)`` and ``client_metadata(client_id, split_name, num_examples)``;
+    splits ``all_train``/``all_test``; protos with ``pixels`` (784 floats) and ``label`` (int64).
+
+    Raises:
+      DataError: the packed file is missing or corrupt.
+    """
+    path = packed_path(data_dir)
+    cache_dir = os.path.join(cache_root or default_cache_root(), f"femnist-{_file_digest(path)}")
+    db_path = os.path.join(cache_dir, SQLITE_FILE)
+    if os.path.isfile(db_path):
+        return cache_dir
+    arrays = load_packed(data_dir)
+    os.makedirs(cache_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".emnist_all.", suffix=".sqlite.tmp", dir=cache_dir)
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp)
+        con.execute("CREATE TABLE examples (split_name TEXT NOT NULL, client_id TEXT NOT NULL, "
+                    "serialized_example_proto BLOB NOT NULL)")
+        con.execute("CREATE TABLE client_metadata (client_id TEXT NOT NULL, split_name TEXT NOT NULL, "
+                    "num_examples INTEGER NOT NULL)")
+        for split, name in (("train", TRAIN_SPLIT), ("test", TEST_SPLIT)):
+            px, lab, off = arrays[f"{split}_pixels_u8"], arrays[f"{split}_labels"], arrays[f"{split}_offsets"]
+            for i, cid in enumerate(arrays["client_ids"]):
+                cid = str(cid)
+                lo, hi = int(off[i]), int(off[i + 1])
+                con.executemany("INSERT INTO examples VALUES (?, ?, ?)",
+                                ((name, cid, _example_proto(px[j], lab[j])) for j in range(lo, hi)))
+                con.execute("INSERT INTO client_metadata VALUES (?, ?, ?)", (cid, name, hi - lo))
+        con.execute("CREATE INDEX examples_client_split ON examples (client_id, split_name)")
+        con.commit()
+        con.close()
+        os.replace(tmp, db_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return cache_dir
+
+
+@dataclasses.dataclass
+class FederatedData:
+    """Client-partitioned FEMNIST as TFF ``ClientData`` plus a central test set.
+
+    Attributes:
+      train: TFF ``ClientData`` of training examples (OrderedDict ``label`` int32 [1]... as TFF gives).
+      test: TFF ``ClientData`` of test examples.
+      client_ids: sorted training client ids in use (after ``max_clients``).
+      crop: whether the authors' crop is applied by :func:`preprocess`.
+    """
+
+    train: object
+    test: object
+    client_ids: list[str]
+    crop: bool = False
+
+    def client_dataset(self, client_id: str, local_epochs: int, batch_size: int, seed: int) -> tf.data.Dataset:
+        """Training ``tf.data`` for one client: shuffle(seeded) -> repeat(local_epochs) -> batch.
+
+        Elements are ``(x, y)``: x float32 ``(batch, 28, 28, 1)``, y int32 ``(batch,)``.
+        """
+        ds = self.train.create_tf_dataset_for_client(client_id)
+        ds = ds.map(lambda e: preprocess(e, self.crop))
+        return ds.shuffle(512, seed=seed, reshuffle_each_iteration=True).repeat(local_epochs).batch(batch_size)
+
+    def num_examples(self, client_id: str) -> int:
+        """Number of training examples of one client."""
+        return int(self.train.create_tf_dataset_for_client(client_id).reduce(0, lambda n, _: n + 1))
+
+    def test_arrays(self, client_ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Union of the test examples of ``client_ids`` (default: all in use) as numpy.
+
+        Returns:
+          x float32 ``(M, 28, 28, 1)`` and y int32 ``(M,)``.
+        """
+        ids = list(client_ids) if client_ids is not None else self.client_ids
+        ds = tf.data.Dataset.from_tensor_slices(ids).flat_map(self.test.serializable_dataset_fn)
+        ds = ds.map(lambda e: preprocess(e, self.crop)).batch(4096)
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def preprocess(element, crop: bool = False):
+    """Maps a TFF EMNIST element to ``(x, y)``: x float32 (28,28,1), y int32 scalar.
+
+    With ``crop`` the authors' crop ``pixels[5:20, 5:20]`` is resized back to 28x28
+    (bilinear), as in the paper's public FEMNIST notebooks.
+    """
+    x = tf.reshape(tf.cast(element["pixels"], tf.float32), (28, 28, 1))
+    if crop:
+        x = tf.image.resize(x[5:20, 5:20, :], (28, 28), method="bilinear")
+    y = tf.cast(tf.reshape(element["label"], ()), tf.int32)
+    return x, y
+
+
+def load_femnist(data_dir: str, cache_root: Optional[str] = None, crop: bool = False,
+                 max_clients: Optional[int] = None) -> FederatedData:
+    """Loads FEMNIST (62 classes) with TFF's ``emnist.load_data`` from the offline cache.
+
+    Args:
+      data_dir: folder with ``femnist_leaf_300w.npz``.
+      cache_root: where the SQLite cache is built (default :func:`default_cache_root`).
+      crop: apply the authors' ``[5:20, 5:20]`` crop (``--femnist-crop``).
+      max_clients: keep only the first N writers (sorted by id); None keeps all.
+
+    Raises:
+      DataError: the packed file is missing or corrupt.
+    """
+    import tensorflow_federated as tff  # imported here: the pruning engine must not need TFF
+
+    cache_dir = build_sqlite_cache(data_dir, cache_root)
+    train, test = tff.simulation.datasets.emnist.load_data(only_digits=False, cache_dir=cache_dir)
+    ids = sorted(train.client_ids)
+    if max_clients is not None:
+        ids = ids[:max_clients]
+    return FederatedData(train=train, test=test, client_ids=ids, crop=crop)

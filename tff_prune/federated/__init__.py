@@ -1,0 +1,1 @@
+"""The federated side (TFF only here): LearningProcess per architecture, round loop, checkpoints."""

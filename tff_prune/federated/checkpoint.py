@@ -1,0 +1,106 @@
+"""Atomic per-round checkpoint: everything ``--resume`` needs, in one file.
+
+``<output_dir>/checkpoint.npz`` holds the global Keras weights (``get_weights()``
+order, keys ``w0000``...) and a JSON ``meta`` string: the finished round, the
+experiment config, the architecture (``model.to_json()``), the controller state and
+the cumulative byte counters. Client sampling and shuffling are pure functions of
+``(seed, round)``, so no RNG state needs saving. The file is written to a temporary
+name in the same folder and renamed over the old one (``os.replace``), so a crash
+leaves either the previous or the new checkpoint, never a partial one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+CHECKPOINT_FILE = "checkpoint.npz"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing or unreadable; the message names the file and the fix."""
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """State after a finished round.
+
+    Attributes:
+      round: last finished round (1-based).
+      config: ``ExperimentConfig.to_dict()`` of the run.
+      model_json: Keras architecture of the *next* round's model (after any prune).
+      weights: its weights, ``model.get_weights()`` order, float32 numpy arrays.
+      controller: ``ControllerState.to_dict()``.
+      counters: cumulative counters (``bytes_down``, ``bytes_up``, ...), ints.
+    """
+
+    round: int
+    config: dict[str, Any]
+    model_json: str
+    weights: list[np.ndarray]
+    controller: dict[str, Any]
+    counters: dict[str, int]
+
+    def build_model(self) -> tf.keras.Model:
+        """Rebuilds the Keras model with the checkpointed architecture and weights."""
+        model = tf.keras.models.model_from_json(self.model_json)
+        model.set_weights(self.weights)
+        return model
+
+
+def checkpoint_path(output_dir: str) -> str:
+    """Path of the checkpoint file in ``output_dir``."""
+    return os.path.join(output_dir, CHECKPOINT_FILE)
+
+
+def save(output_dir: str, ckpt: Checkpoint) -> str:
+    """Writes ``ckpt`` atomically to ``<output_dir>/checkpoint.npz``; returns the path."""
+    os.makedirs(output_dir, exist_ok=True)
+    meta = {"round": ckpt.round, "config": ckpt.config, "model_json": ckpt.model_json,
+            "controller": ckpt.controller, "counters": ckpt.counters, "num_weights": len(ckpt.weights)}
+    arrays = {f"w{i:04d}": np.asarray(w) for i, w in enumerate(ckpt.weights)}
+    arrays["meta"] = np.array(json.dumps(meta))
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".npz.tmp", dir=output_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, checkpoint_path(output_dir))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return checkpoint_path(output_dir)
+
+
+def exists(output_dir: str) -> bool:
+    """True if ``output_dir`` holds a checkpoint."""
+    return os.path.isfile(checkpoint_path(output_dir))
+
+
+def load(output_dir: str) -> Checkpoint:
+    """Reads the checkpoint of ``output_dir``.
+
+    Raises:
+      CheckpointError: no checkpoint there, or the file is corrupt.
+    """
+    path = checkpoint_path(output_dir)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"--resume: no checkpoint at {path}; run without --resume to start a new run, "
+                              f"or point --output-dir at the folder of the interrupted run")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            weights = [z[f"w{i:04d}"] for i in range(meta["num_weights"])]
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+        raise CheckpointError(f"--resume: checkpoint {path} is corrupt ({type(e).__name__}: {e}); "
+                              f"delete it and start the run again without --resume") from e
+    return Checkpoint(round=int(meta["round"]), config=meta["config"], model_json=meta["model_json"],
+                      weights=weights, controller=meta["controller"], counters=meta["counters"])

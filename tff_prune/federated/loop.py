@@ -1,0 +1,219 @@
+"""The federated round loop with server-side automatic pruning.
+
+Per round ``r = 1..R``:
+
+1. sample ``clients_per_round`` clients (a pure function of ``(seed, r)``);
+2. ``process.next`` runs FedAvg on their ``tf.data`` pipelines (TFF C++ runtime);
+3. the aggregated global weights are evaluated on the central test set
+   (every ``eval_every`` rounds and at round R);
+4. if pruning is active and ``r <= max_prune_round`` (and ``r < R``, so the final
+   model is always a trained one), the server applies the band criterion to the
+   aggregated weights, builds the smaller model (``inherit`` or ``reinit``) and
+   the controller accepts it iff the parameter count strictly drops; an accepted
+   prune gets a new LearningProcess whose state receives the weights with
+   ``set_model_weights``;
+5. the round's record is appended to ``metrics.jsonl`` and the checkpoint is
+   written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from tff_prune import accounting, report
+from tff_prune.config import ConfigError, ExperimentConfig
+from tff_prune.data import FederatedData, load_femnist
+from tff_prune.federated import checkpoint
+from tff_prune.federated.process import build_fed_avg, keras_to_model_weights
+from tff_prune.models import get_model
+from tff_prune.pruning import ControllerState, PruningController, band_selection, prune_model
+
+log = logging.getLogger(__name__)
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed determined by ``parts`` (numpy SeedSequence)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2 ** 31 - 1))
+
+
+def sample_clients(client_ids: list[str], clients_per_round: int, seed: int, round_num: int) -> list[str]:
+    """Clients of round ``round_num``: uniform without replacement, seeded by ``(seed, round_num)``.
+
+    The same arguments always give the same clients, so a resumed run samples
+    exactly what an uninterrupted run would.
+    """
+    rng = np.random.default_rng([int(seed), int(round_num)])
+    idx = rng.choice(len(client_ids), size=clients_per_round, replace=False)
+    return [client_ids[i] for i in idx]
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Outcome of :func:`run`.
+
+    Attributes:
+      model: final global Keras model (compiled for evaluation).
+      records: one dict per finished round (the lines of ``metrics.jsonl``).
+      initial: ``accounting.summarize`` of the initial model; final: of the final model.
+      stop_reason: why pruning stopped ('' if it never stopped or was disabled).
+    """
+
+    model: tf.keras.Model
+    records: list[dict]
+    initial: dict
+    final: dict
+    stop_reason: str
+
+
+def _compile(model: tf.keras.Model) -> tf.keras.Model:
+    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    return model
+
+
+def _builder(model: tf.keras.Model) -> Callable[[], tf.keras.Model]:
+    config, cls = model.get_config(), model.__class__
+    return lambda: cls.from_config(config)
+
+
+def _train_metrics(metrics) -> dict:
+    train = metrics["client_work"]["train"]
+    return {"train_loss": float(train["loss"]), "train_accuracy": float(train["sparse_categorical_accuracy"]),
+            "num_examples": int(train["num_examples"])}
+
+
+def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: bool = False,
+        overwrite: bool = False, progress: bool = True) -> RunResult:
+    """Runs a federated simulation (pruned, or plain FedAvg with ``config.prune=False``).
+
+    Args:
+      config: the experiment (validated on construction).
+      data: preloaded data (tests reuse it); default loads ``config.dataset`` from ``config.data_dir``.
+      resume: continue from ``<output_dir>/checkpoint.npz`` at the next round.
+      overwrite: allow starting afresh in an output folder that holds an earlier run.
+      progress: show a tqdm bar over rounds.
+
+    Returns:
+      :class:`RunResult`; ``metrics.jsonl`` and ``checkpoint.npz`` are in ``config.output_dir``.
+
+    Raises:
+      ConfigError: bad flag combination (too many clients per round, a resume whose
+        flags differ from the checkpoint, an output folder holding another run).
+      DataError: data missing or corrupt. CheckpointError: ``--resume`` without a valid checkpoint.
+    """
+    out = config.output_dir
+    metrics_path = os.path.join(out, report.METRICS_FILE)
+    if not resume and not overwrite and (checkpoint.exists(out) or os.path.exists(metrics_path)):
+        raise ConfigError(f"--output-dir: {out} already holds a run; pass --resume to continue it, "
+                          f"--overwrite to start again there, or choose another --output-dir")
+    ckpt = checkpoint.load(out) if resume else None
+    if ckpt is not None:
+        mismatches = config.resume_mismatches(ExperimentConfig.from_dict(
+            {**ckpt.config, "output_dir": config.output_dir, "data_dir": config.data_dir}))
+        if mismatches:
+            raise ConfigError("--resume: flags differ from the checkpointed run: " + "; ".join(mismatches)
+                              + ". Resume with the original flags (only --rounds may grow).")
+        if ckpt.round >= config.rounds:
+            raise ConfigError(f"--rounds: the checkpoint already finished round {ckpt.round}; "
+                              f"pass --rounds > {ckpt.round} to continue training")
+
+    if data is None:
+        data = load_femnist(config.data_dir, crop=config.femnist_crop, max_clients=config.max_clients)
+    config.check_num_clients(len(data.client_ids))
+    os.makedirs(out, exist_ok=True)
+
+    initial_model = get_model(config.model, config.dataset, seed=config.seed)
+    initial = dict(accounting.summarize(initial_model))
+    if ckpt is not None:
+        model = ckpt.build_model()
+        controller = PruningController(config.max_prune_round, config.patience,
+                                       ControllerState.from_dict(ckpt.controller))
+        counters = dict(ckpt.counters)
+        records = [r for r in report.read_metrics(metrics_path) if r["round"] <= ckpt.round]
+        report.write_metrics(metrics_path, records)
+        start = ckpt.round + 1
+    else:
+        model = initial_model
+        controller = PruningController(config.max_prune_round, config.patience)
+        counters = {"bytes_down": 0, "bytes_up": 0}
+        records = []
+        report.write_metrics(metrics_path, [])
+        start = 1
+
+    test_x, test_y = data.test_arrays()
+    element_spec = data.client_dataset(data.client_ids[0], 1, config.batch_size, 0).element_spec
+    process = build_fed_avg(_builder(model), element_spec, config.client_lr, config.server_lr)
+    state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+    _compile(model)
+
+    prev_stopped = controller.state.stopped
+    bar = tqdm(range(start, config.rounds + 1), desc="rounds", unit="round", disable=not progress,
+               initial=start - 1, total=config.rounds)
+    for r in bar:
+        t0 = time.perf_counter()
+        clients = sample_clients(data.client_ids, config.clients_per_round, config.seed, r)
+        datasets = [data.client_dataset(cid, config.local_epochs, config.batch_size,
+                                        derive_seed(config.seed, r, data.client_ids.index(cid)))
+                    for cid in clients]
+        result = process.next(state, datasets)
+        state = result.state
+        process.get_model_weights(state).assign_weights_to(model)
+        record = {"round": r, **_train_metrics(result.metrics)}
+        if r % config.eval_every == 0 or r == config.rounds:
+            loss, acc = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)
+            record.update(eval_loss=float(loss), eval_accuracy=float(acc))
+        else:
+            record.update(eval_loss=None, eval_accuracy=None)
+
+        summary = accounting.summarize(model)
+        sent = accounting.round_bytes(model, len(clients))
+        counters["bytes_down"] += sent["bytes_down"]
+        counters["bytes_up"] += sent["bytes_up"]
+        record.update(params=summary["params"], flops=summary["flops"], widths=summary["widths"],
+                      bytes_down=sent["bytes_down"], bytes_up=sent["bytes_up"],
+                      cumulative_bytes_down=counters["bytes_down"], cumulative_bytes_up=counters["bytes_up"],
+                      cumulative_bytes=counters["bytes_down"] + counters["bytes_up"], clients=clients)
+
+        if config.prune and r < config.rounds and controller.should_propose(r):
+            keep = band_selection(model, config.k)
+            proposal = prune_model(model, keep, weights=config.weights,
+                                   seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
+            decision = controller.decide(r, summary["params"], accounting.count_params(proposal),
+                                         summary["widths"], accounting.conv_widths(proposal))
+            if decision.action == "accepted":
+                model = _compile(proposal)
+                process = build_fed_avg(_builder(model), element_spec, config.client_lr, config.server_lr)
+                state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+        else:
+            reason = None
+            if not config.prune:
+                reason = "pruning disabled (--no-prune)"
+            elif r == config.rounds and not controller.state.stopped:
+                reason = "final round: no prune is proposed after the last aggregation"
+            decision = controller.skipped(r, summary["params"], summary["widths"], reason)
+        if decision.action != "skipped" or decision.round == 1 or decision.stopped != prev_stopped:
+            log.info("round %d: prune %s (%s); widths %s", r, decision.action, decision.reason,
+                     decision.widths_after)
+        prev_stopped = decision.stopped
+        record["prune"] = decision.to_dict()
+        record["wall_seconds"] = time.perf_counter() - t0
+
+        report.append_metrics(metrics_path, record)
+        checkpoint.save(out, checkpoint.Checkpoint(
+            round=r, config=config.to_dict(), model_json=model.to_json(), weights=model.get_weights(),
+            controller=controller.state.to_dict(), counters=counters))
+        records.append(record)
+        acc = record["eval_accuracy"]
+        bar.set_postfix(params=record["params"], acc="-" if acc is None else f"{acc:.3f}",
+                        prune=decision.action)
+    bar.close()
+    return RunResult(model=model, records=records, initial=initial, final=dict(accounting.summarize(model)),
+                     stop_reason=controller.state.stop_reason)

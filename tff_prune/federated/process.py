@@ -1,0 +1,104 @@
+"""A TFF FedAvg LearningProcess for one Keras architecture.
+
+TFF processes have fixed tensor shapes, so each pruned architecture gets its own
+process (``build_weighted_fed_avg``), and the global weights move between processes
+as ``tff.learning.models.ModelWeights`` (order: ``keras_model.weights`` split into
+trainable, then non-trainable — not ``get_weights()`` order).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_federated as tff
+
+
+def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, client_lr: float,
+                  server_lr: float) -> tff.learning.templates.LearningProcess:
+    """FedAvg with client Adam and server SGD, clients weighted by example count.
+
+    Args:
+      model_builder: returns a *new, uncompiled* Keras model of the architecture.
+      element_spec: ``(x, y)`` TensorSpecs of a client batch.
+      client_lr: client Adam learning rate (paper: 1e-3).
+      server_lr: server SGD learning rate (1.0 without momentum is plain FedAvg:
+        the new global model is the example-weighted mean of client models).
+
+    Returns:
+      ``tff.learning.templates.LearningProcess`` from
+      ``tff.learning.algorithms.build_weighted_fed_avg``.
+
+    Note:
+      TFF traces ``model_fn`` inside a ``tf.compat.v1`` graph, where Keras 2 swaps
+      the base classes of every model and layer class it instantiates to their v1
+      versions (``keras.src.utils.version_utils.swap_class``). Eager Keras models
+      built earlier then fail ("Your Layer or Model is in an invalid state"). After
+      building, the architecture is instantiated once eagerly, which swaps them back.
+    """
+    def model_fn():
+        return tff.learning.models.from_keras_model(
+            model_builder(), input_spec=element_spec,
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+
+    process = tff.learning.algorithms.build_weighted_fed_avg(
+        model_fn,
+        client_optimizer_fn=tff.learning.optimizers.build_adam(learning_rate=client_lr),
+        server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
+        client_weighting=tff.learning.ClientWeighting.NUM_EXAMPLES)
+    model_builder()  # eager instantiation: restores Keras' v2 classes (see Note)
+    return process
+
+
+def keras_to_model_weights(model: tf.keras.Model) -> tff.learning.models.ModelWeights:
+    """ModelWeights (lists of numpy arrays) of a Keras model in TFF's order."""
+    return tff.learning.models.ModelWeights(
+        trainable=[v.numpy() for v in model.trainable_weights],
+        non_trainable=[v.numpy() for v in model.non_trainable_weights])
+
+
+def model_weights_to_keras(weights: tff.learning.models.ModelWeights, model: tf.keras.Model) -> None:
+    """Assigns ModelWeights from a process state into ``model`` in place (shapes must match)."""
+    weights.assign_weights_to(model)
+
+
+def flat_weights(weights: tff.learning.models.ModelWeights) -> list[np.ndarray]:
+    """Trainable then non-trainable arrays of a ModelWeights, as numpy."""
+    return [np.asarray(w) for w in list(weights.trainable) + list(weights.non_trainable)]
+
+
+def stop_worker_processes() -> list[int]:
+    """Ends the ``worker_binary`` child processes TFF's local C++ runtime started.
+
+    TFF 0.87's default context starts ``worker_binary`` lazily and only stops it
+    from a finaliser; a leftover worker keeps an inherited stdout open (so
+    ``python run.py | tail`` would hang). Linux only (reads ``/proc``).
+
+    Returns:
+      the PIDs that were signalled.
+    """
+    me, killed = os.getpid(), []
+    if not os.path.isdir("/proc"):
+        return killed
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == me and b"worker_binary" in cmd:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+                os.waitpid(int(pid), 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            killed.append(int(pid))
+    return killed

@@ -1,0 +1,135 @@
+"""The paper's automatic stopping rule for server-side pruning.
+
+After the FedAvg aggregation of round ``r`` (``1 <= r <= max_prune_round``) the
+server proposes a prune with the band criterion. The prune is accepted only if the
+parameter count strictly drops; after ``patience`` consecutive rounds without a
+drop pruning stops for good (a success resets the count). Past
+``max_prune_round`` the run is plain FedAvg. (Authors' public code; paper Sec. III-C.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+
+@dataclasses.dataclass
+class ControllerState:
+    """Serializable controller state (goes into the checkpoint).
+
+    Attributes:
+      failures: consecutive rounds whose proposal did not reduce the parameter count.
+      stopped: True once pruning has ended (patience exhausted or max round passed).
+      accepted: number of accepted prunes so far.
+      stop_reason: why pruning stopped ('' while active).
+    """
+
+    failures: int = 0
+    stopped: bool = False
+    accepted: int = 0
+    stop_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ControllerState":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """One logged pruning decision.
+
+    Attributes:
+      round: the round after whose aggregation the decision was made.
+      action: 'accepted', 'rejected' (no parameter drop), or 'skipped' (pruning inactive).
+      params_before: parameter count before; params_after: of the proposal (equal if rejected/skipped).
+      widths_before / widths_after: filters per prunable layer.
+      failures: consecutive failures after this decision.
+      stopped: whether pruning is over after this decision; reason: human-readable text.
+    """
+
+    round: int
+    action: str
+    params_before: int
+    params_after: int
+    widths_before: dict
+    widths_after: dict
+    failures: int
+    stopped: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+class PruningController:
+    """Decides when to prune and whether to accept a proposal.
+
+    Args:
+      max_prune_round: last round (1-based) after which a prune may be proposed; 0 disables pruning.
+      patience: consecutive non-improving proposals before stopping (>= 1).
+      state: restored state (from a checkpoint), default fresh.
+
+    Raises:
+      ValueError: ``max_prune_round < 0`` or ``patience < 1``.
+    """
+
+    def __init__(self, max_prune_round: int, patience: int, state: Optional[ControllerState] = None):
+        if max_prune_round < 0:
+            raise ValueError(f"max_prune_round must be >= 0, got {max_prune_round}")
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.max_prune_round = max_prune_round
+        self.patience = patience
+        self.state = state or ControllerState()
+
+    def should_propose(self, round_num: int) -> bool:
+        """True if a prune should be proposed after round ``round_num``'s aggregation.
+
+        Marks the controller stopped (reason 'max_prune_round reached') once
+        ``round_num`` exceeds ``max_prune_round``.
+        """
+        if self.state.stopped:
+            return False
+        if round_num > self.max_prune_round:
+            self.state.stopped = True
+            self.state.stop_reason = f"max_prune_round ({self.max_prune_round}) reached"
+            return False
+        return True
+
+    def decide(self, round_num: int, params_before: int, params_after: int,
+               widths_before: Mapping[str, int], widths_after: Mapping[str, int]) -> Decision:
+        """Accepts the proposal iff ``params_after < params_before``; updates patience.
+
+        Returns:
+          the :class:`Decision` to log and, if accepted, to apply.
+        """
+        s = self.state
+        if params_after < params_before:
+            action, s.failures = "accepted", 0
+            s.accepted += 1
+            reason = f"parameters {params_before} -> {params_after}"
+        else:
+            action = "rejected"
+            s.failures += 1
+            reason = f"no parameter drop ({params_before} -> {params_after}); {s.failures}/{self.patience} patience used"
+            if s.failures >= self.patience:
+                s.stopped = True
+                s.stop_reason = f"{self.patience} consecutive rounds without a parameter drop (round {round_num})"
+                reason += "; pruning stops"
+        return Decision(round_num, action, int(params_before),
+                        int(params_after) if action == "accepted" else int(params_before),
+                        dict(widths_before), dict(widths_after if action == "accepted" else widths_before),
+                        s.failures, s.stopped, reason)
+
+    def skipped(self, round_num: int, params: int, widths: Mapping[str, int],
+                reason: Optional[str] = None) -> Decision:
+        """A 'skipped' decision for a round in which no prune is proposed (``reason`` overrides the text)."""
+        reason = reason or self.state.stop_reason or "pruning inactive"
+        return Decision(round_num, "skipped", int(params), int(params), dict(widths), dict(widths),
+                        self.state.failures, self.state.stopped, reason)
