@@ -11,7 +11,8 @@ def test_accept_resets_patience_and_three_failures_stop():
     c = PruningController(max_prune_round=50, patience=3)
     seq = []
     params = 1000
-    for r, drop in enumerate([True, False, False, True, False, False, False, True], start=1):
+    assert not c.should_propose(1)  # round 1 trains the initial model: nothing aggregated yet
+    for r, drop in enumerate([True, False, False, True, False, False, False, True], start=2):
         if not c.should_propose(r):
             seq.append("off")
             continue
@@ -33,15 +34,18 @@ def test_equal_parameter_count_is_not_a_drop():
 
 
 def test_stops_after_max_prune_round():
+    # The aggregates of rounds 1..max_prune_round are pruned, at the start of rounds 2..max_prune_round+1.
     c = PruningController(max_prune_round=2, patience=3)
-    assert c.should_propose(1) and c.should_propose(2)
-    assert not c.should_propose(3)
+    assert not c.should_propose(1) and not c.state.stopped
+    assert c.should_propose(2) and c.should_propose(3)
+    assert not c.should_propose(4)
     assert c.state.stopped and "max_prune_round (2)" in c.state.stop_reason
-    assert not c.should_propose(2)  # stopping is final
+    assert not c.should_propose(3)  # stopping is final
 
 
 def test_zero_max_prune_round_never_prunes():
-    assert not PruningController(max_prune_round=0, patience=3).should_propose(1)
+    c = PruningController(max_prune_round=0, patience=3)
+    assert not any(c.should_propose(r) for r in range(1, 5))
 
 
 def test_state_round_trip():

@@ -35,7 +35,8 @@ class Checkpoint:
     Attributes:
       round: last finished round (1-based).
       config: ``ExperimentConfig.to_dict()`` of the run.
-      model_json: Keras architecture of the *next* round's model (after any prune).
+      model_json: Keras architecture of the global model after round ``round``'s aggregation
+        (a prune of it is decided at the start of the next round).
       weights: its weights, ``model.get_weights()`` order, float32 numpy arrays.
       controller: ``ControllerState.to_dict()``.
       counters: cumulative counters (``bytes_down``, ``bytes_up``, ...), ints.

@@ -2,17 +2,16 @@
 
 Per round ``r = 1..R``:
 
+0. at the start of round ``r >= 2``, if pruning is active and ``r - 1 <= max_prune_round``,
+   the server applies the band criterion to the global model (the FedAvg aggregate of
+   round ``r - 1``), builds the smaller model (``inherit`` or ``reinit``) and the
+   controller accepts it iff the parameter count strictly drops; an accepted prune gets
+   a new LearningProcess whose state receives the weights with ``set_model_weights``;
 1. sample ``clients_per_round`` clients (a pure function of ``(seed, r)``);
 2. ``process.next`` runs FedAvg on their ``tf.data`` pipelines (TFF C++ runtime);
 3. the aggregated global weights are evaluated on the central test set
    (every ``eval_every`` rounds and at round R);
-4. if pruning is active and ``r <= max_prune_round`` (and ``r < R``, so the final
-   model is always a trained one), the server applies the band criterion to the
-   aggregated weights, builds the smaller model (``inherit`` or ``reinit``) and
-   the controller accepts it iff the parameter count strictly drops; an accepted
-   prune gets a new LearningProcess whose state receives the weights with
-   ``set_model_weights``;
-5. the round's record is appended to ``metrics.jsonl`` and the checkpoint is
+4. the round's record is appended to ``metrics.jsonl`` and the checkpoint is
    written atomically.
 """
 
@@ -159,6 +158,30 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
                initial=start - 1, total=config.rounds)
     for r in bar:
         t0 = time.perf_counter()
+        summary = accounting.summarize(model)
+        if config.prune and controller.should_propose(r):
+            keep = band_selection(model, config.k)
+            proposal = prune_model(model, keep, weights=config.weights,
+                                   seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
+            decision = controller.decide(r, summary["params"], accounting.count_params(proposal),
+                                         summary["widths"], accounting.conv_widths(proposal))
+            if decision.action == "accepted":
+                model = _compile(proposal)
+                summary = accounting.summarize(model)
+                process = build_fed_avg(_builder(model), element_spec, config.client_lr, config.server_lr)
+                state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+        else:
+            reason = None
+            if not config.prune:
+                reason = "pruning disabled (--no-prune)"
+            elif r == 1:
+                reason = "round 1 trains the initial model; pruning starts after the first aggregation"
+            decision = controller.skipped(r, summary["params"], summary["widths"], reason)
+        if decision.action != "skipped" or decision.stopped != prev_stopped:
+            log.info("round %d: prune %s (%s); widths %s", r, decision.action, decision.reason,
+                     decision.widths_after)
+        prev_stopped = decision.stopped
+
         clients = sample_clients(data.client_ids, config.clients_per_round, config.seed, r)
         datasets = [data.client_dataset(cid, config.local_epochs, config.batch_size,
                                         derive_seed(config.seed, r, data.client_ids.index(cid)))
@@ -173,38 +196,14 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         else:
             record.update(eval_loss=None, eval_accuracy=None)
 
-        summary = accounting.summarize(model)
         sent = accounting.round_bytes(model, len(clients))
         counters["bytes_down"] += sent["bytes_down"]
         counters["bytes_up"] += sent["bytes_up"]
         record.update(params=summary["params"], flops=summary["flops"], widths=summary["widths"],
                       bytes_down=sent["bytes_down"], bytes_up=sent["bytes_up"],
                       cumulative_bytes_down=counters["bytes_down"], cumulative_bytes_up=counters["bytes_up"],
-                      cumulative_bytes=counters["bytes_down"] + counters["bytes_up"], clients=clients)
-
-        if config.prune and r < config.rounds and controller.should_propose(r):
-            keep = band_selection(model, config.k)
-            proposal = prune_model(model, keep, weights=config.weights,
-                                   seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
-            decision = controller.decide(r, summary["params"], accounting.count_params(proposal),
-                                         summary["widths"], accounting.conv_widths(proposal))
-            if decision.action == "accepted":
-                model = _compile(proposal)
-                process = build_fed_avg(_builder(model), element_spec, config.client_lr, config.server_lr)
-                state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
-        else:
-            reason = None
-            if not config.prune:
-                reason = "pruning disabled (--no-prune)"
-            elif r == config.rounds and not controller.state.stopped:
-                reason = "final round: no prune is proposed after the last aggregation"
-            decision = controller.skipped(r, summary["params"], summary["widths"], reason)
-        if decision.action != "skipped" or decision.round == 1 or decision.stopped != prev_stopped:
-            log.info("round %d: prune %s (%s); widths %s", r, decision.action, decision.reason,
-                     decision.widths_after)
-        prev_stopped = decision.stopped
-        record["prune"] = decision.to_dict()
-        record["wall_seconds"] = time.perf_counter() - t0
+                      cumulative_bytes=counters["bytes_down"] + counters["bytes_up"], clients=clients,
+                      prune=decision.to_dict(), wall_seconds=time.perf_counter() - t0)
 
         report.append_metrics(metrics_path, record)
         checkpoint.save(out, checkpoint.Checkpoint(

@@ -1,10 +1,13 @@
 """The paper's automatic stopping rule for server-side pruning.
 
-After the FedAvg aggregation of round ``r`` (``1 <= r <= max_prune_round``) the
-server proposes a prune with the band criterion. The prune is accepted only if the
-parameter count strictly drops; after ``patience`` consecutive rounds without a
-drop pruning stops for good (a success resets the count). Past
-``max_prune_round`` the run is plain FedAvg. (Authors' public code; paper Sec. III-C.)
+Rounds are numbered 1..R here. At the start of round ``r`` the server proposes a
+prune of the global model, i.e. of the FedAvg aggregate of round ``r - 1``, for
+``1 <= r - 1 <= max_prune_round`` (the authors' notebooks number rounds from 0 and
+prune at the start of rounds 1..MAX_PRUNED_ROUND: the same rounds). The prune is
+accepted only if the parameter count strictly drops; after ``patience`` consecutive
+proposals without a drop pruning stops for good (a success resets the count). After
+that, and past ``max_prune_round``, the run is plain FedAvg.
+(Authors' public code; paper Sec. III-C.)
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class Decision:
     """One logged pruning decision.
 
     Attributes:
-      round: the round after whose aggregation the decision was made.
+      round: the round at whose start the decision was made (on the aggregate of ``round - 1``).
       action: 'accepted', 'rejected' (no parameter drop), or 'skipped' (pruning inactive).
       params_before: parameter count before; params_after: of the proposal (equal if rejected/skipped).
       widths_before / widths_after: filters per prunable layer.
@@ -71,7 +74,8 @@ class PruningController:
     """Decides when to prune and whether to accept a proposal.
 
     Args:
-      max_prune_round: last round (1-based) after which a prune may be proposed; 0 disables pruning.
+      max_prune_round: last round whose aggregate may be pruned (proposals happen at the
+        start of rounds 2..max_prune_round + 1); 0 disables pruning.
       patience: consecutive non-improving proposals before stopping (>= 1).
       state: restored state (from a checkpoint), default fresh.
 
@@ -89,14 +93,15 @@ class PruningController:
         self.state = state or ControllerState()
 
     def should_propose(self, round_num: int) -> bool:
-        """True if a prune should be proposed after round ``round_num``'s aggregation.
+        """True if a prune should be proposed at the start of round ``round_num``.
 
-        Marks the controller stopped (reason 'max_prune_round reached') once
-        ``round_num`` exceeds ``max_prune_round``.
+        Round 1 trains the initial model (there is no aggregate yet). Marks the
+        controller stopped (reason 'max_prune_round reached') once
+        ``round_num - 1`` exceeds ``max_prune_round``.
         """
-        if self.state.stopped:
+        if self.state.stopped or round_num < 2:
             return False
-        if round_num > self.max_prune_round:
+        if round_num - 1 > self.max_prune_round:
             self.state.stopped = True
             self.state.stop_reason = f"max_prune_round ({self.max_prune_round}) reached"
             return False

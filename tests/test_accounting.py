@@ -1,0 +1,56 @@
+"""Parameters, FLOPs (TF-profiler convention) and bytes per round."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from tests.conftest import cnn_param_count
+from tff_prune import accounting
+from tff_prune.models import get_model
+from tff_prune.pruning import prune_model
+
+
+def profiler_flops(model: tf.keras.Model) -> int:
+    """FLOPs of the frozen batch-1 inference graph, as tf.compat.v1.profiler counts them."""
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32))
+    graph = convert_variables_to_constants_v2(fn).graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    return int(tf.compat.v1.profiler.profile(graph=graph, options=opts).total_float_ops)
+
+
+def test_full_femnist_cnn_matches_the_paper():
+    model = get_model("cnn", "femnist")
+    assert accounting.count_params(model) == 56_126
+    assert accounting.count_flops(model) == 7_529_588
+    assert accounting.conv_widths(model) == {"conv1": 32, "conv2": 64}
+
+
+@pytest.mark.parametrize("widths", [(32, 64), (17, 43), (5, 1), (1, 9)])
+def test_flops_agree_with_the_tf_profiler(widths):
+    model = prune_model(get_model("cnn", "femnist", seed=0),
+                        {"conv1": np.arange(widths[0]), "conv2": np.arange(widths[1])})
+    assert accounting.count_params(model) == cnn_param_count(*widths)
+    assert accounting.count_flops(model) == profiler_flops(model)
+
+
+def test_authors_pruned_widths_give_their_flops():
+    # Paper notebook: 7,529,588 -> 2,860,280 FLOPs for widths (17, 43).
+    model = get_model("cnn", "femnist", widths=(17, 43))
+    assert accounting.count_flops(model) == 2_860_280
+
+
+def test_round_bytes_are_float32_weights_times_clients():
+    model = get_model("cnn", "femnist")
+    b = accounting.round_bytes(model, clients=10)
+    assert b == {"bytes_down": 4 * 56_126 * 10, "bytes_up": 4 * 56_126 * 10}
+    bn = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.BatchNormalization()])
+    assert accounting.round_bytes(bn, 2) == {"bytes_down": 4 * 16 * 2, "bytes_up": 4 * 8 * 2}
+
+
+def test_unaccounted_layer_is_an_error():
+    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.LayerNormalization()])
+    with pytest.raises(ValueError, match="LayerNormalization"):
+        accounting.count_flops(model)

@@ -1,0 +1,146 @@
+"""The command-line tools end to end: run_simulation.py outputs, compare_runs.py, and error paths."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tflite_runtime.interpreter import Interpreter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "run_simulation.py")
+COMPARE = os.path.join(ROOT, "scripts", "compare_runs.py")
+QUICK = ["--rounds", "2", "--clients-per-round", "3", "--local-epochs", "1", "--max-clients", "12",
+         "--k", "1.0", "--latency-runs", "20", "--quiet"]
+
+
+def run_cli(args, tmp_path, name="log"):
+    """Runs a script with stdout/stderr in a file (never a pipe: TFF workers could hold it open)."""
+    log = tmp_path / f"{name}.txt"
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable] + args, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                              stdin=subprocess.DEVNULL, timeout=600)
+    return proc.returncode, log.read_text()
+
+
+def worker_binary_pids():
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if b"worker_binary" in f.read():
+                        out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.integration
+def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
+    before = set(worker_binary_pids())
+    pruned_dir, base_dir = tmp_path / "pruned", tmp_path / "fedavg"
+    rc, log = run_cli([SCRIPT] + QUICK + ["--output-dir", str(pruned_dir)], tmp_path, "pruned")
+    assert rc == 0, log
+    rc, log_b = run_cli([SCRIPT] + QUICK + ["--no-prune", "--output-dir", str(base_dir)], tmp_path, "base")
+    assert rc == 0, log_b
+    assert set(worker_binary_pids()) <= before  # no TFF worker_binary left running
+
+    lines = (pruned_dir / "metrics.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert [r["round"] for r in recs] == [1, 2]
+    for key in ("round", "wall_seconds", "train_loss", "train_accuracy", "eval_accuracy", "params", "flops",
+                "widths", "bytes_down", "bytes_up", "cumulative_bytes", "prune"):
+        assert key in recs[1], key
+    assert recs[1]["prune"]["action"] == "accepted"
+    summary = json.loads((pruned_dir / "summary.json").read_text())
+    for key in ("initial_params", "final_params", "initial_flops", "final_flops", "final_accuracy", "widths",
+                "bytes_total", "rounds", "tflite_path", "tflite_bytes", "tflite_latency_us_median"):
+        assert summary[key] is not None, key
+    assert summary["initial_params"] == 56_126 and summary["final_params"] < 56_126
+    assert summary["final_params"] == recs[-1]["params"] and summary["rounds"] == 2
+    assert summary["bytes_total"] == recs[-1]["cumulative_bytes"]
+    assert summary["tflite_bytes"] == os.path.getsize(summary["tflite_path"])
+    assert summary["tflite_latency_us_median"] > 0 and summary["tflite_latency"]["num_runs"] == 20
+    assert "prunes after rounds : [2]" in log and "TFLite float32" in log
+
+    keras_model = tf.keras.models.load_model(pruned_dir / "model.keras")
+    assert keras_model.count_params() == summary["final_params"]
+    interp = Interpreter(model_path=str(pruned_dir / "model.tflite"))
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    interp.set_tensor(inp["index"], real_images[:1])
+    interp.invoke()
+    np.testing.assert_allclose(interp.get_tensor(out["index"]), keras_model(real_images[:1]).numpy(), atol=1e-5)
+    assert (pruned_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    rc, text = run_cli([COMPARE, str(base_dir), str(pruned_dir), "--output", str(tmp_path / "comparison.md")],
+                       tmp_path, "compare")
+    assert rc == 0, text
+    md = (tmp_path / "comparison.md").read_text()
+    assert "| parameters | 56,126 |" in md and f"{summary['final_params']:,}" in md
+    assert "TFLite float32 size" in md and "pruned / baseline" in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--k", "0"], "--k: must be > 0"),
+    (["--k", "-2"], "--k: must be > 0"),
+    (["--rounds", "0"], "--rounds: must be an integer >= 1"),
+    (["--clients-per-round", "0"], "--clients-per-round: must be an integer >= 1"),
+    (["--weights", "random"], "--weights"),
+    (["--dataset", "cifar"], "--dataset: unknown dataset"),
+])
+def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path, capsys):
+    from scripts import run_simulation
+
+    with pytest.raises(SystemExit) as e:
+        run_simulation.main(args + ["--output-dir", str(tmp_path / "x")])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # nothing written
+
+
+def test_more_clients_than_exist(tmp_path, capsys, data_dir):
+    from scripts import run_simulation
+
+    code = run_simulation.main(["--clients-per-round", "301", "--data-dir", data_dir,
+                                "--output-dir", str(tmp_path / "x"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--clients-per-round: 301 requested but the femnist data has only 300 clients" in err
+
+
+def test_missing_data_dir_says_where_it_looked(tmp_path, capsys):
+    from scripts import run_simulation
+
+    code = run_simulation.main(["--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(tmp_path / "nowhere" / "femnist_leaf_300w.npz") in err and "--data-dir" in err
+
+
+def test_data_dir_from_environment(tmp_path, capsys, monkeypatch):
+    from scripts import run_simulation
+
+    monkeypatch.setenv("TFF_PRUNE_DATA_DIR", str(tmp_path / "envdir"))
+    code = run_simulation.main(["--output-dir", str(tmp_path / "x")])
+    assert code == 2 and str(tmp_path / "envdir") in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint(tmp_path, capsys, data_dir):
+    from scripts import run_simulation
+
+    code = run_simulation.main(["--resume", "--data-dir", data_dir, "--output-dir", str(tmp_path / "x"),
+                                "--quiet"])
+    assert code == 2 and "no checkpoint" in capsys.readouterr().err
+
+
+def test_compare_needs_summaries(tmp_path, capsys):
+    from scripts import compare_runs
+
+    with pytest.raises(SystemExit):
+        compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert "no summary.json" in capsys.readouterr().err
