@@ -111,6 +111,7 @@ def test_more_clients_than_exist(tmp_path, capsys, data_dir):
     err = capsys.readouterr().err
     assert code == 2
     assert "--clients-per-round: 301 requested but the femnist data has only 300 clients" in err
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 def test_missing_data_dir_says_where_it_looked(tmp_path, capsys):
