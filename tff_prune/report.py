@@ -83,11 +83,13 @@ def last_accuracy(records: Sequence[Mapping]) -> float | None:
 def plot_curves(records: Sequence[Mapping], path: str, title: str = "") -> str:
     """Saves a PNG with accuracy, parameters and cumulative bytes (MB) against round.
 
-    Accepted prunes are marked with dashed vertical lines.
+    Accepted prunes are marked with dashed vertical lines between the round whose
+    aggregate was pruned and the round that trained the smaller model.
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [r["round"] for r in records]
     ev = [(r["round"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None]
@@ -98,15 +100,16 @@ def plot_curves(records: Sequence[Mapping], path: str, title: str = "") -> str:
     if ev:
         ax.plot(*zip(*ev), marker="o", ms=3, label="test (global model)", color="tab:blue")
     ax.set(xlabel="round", ylabel="accuracy", title="Accuracy")
-    ax.legend(loc="lower right")
-    axes[1].step(rounds, [r["params"] for r in records], where="post", color="tab:green")
+    ax.legend(loc="best")
+    axes[1].step(rounds, [r["params"] for r in records], where="mid", color="tab:green")
     axes[1].set(xlabel="round", ylabel="parameters", title="Parameters of the trained model")
     axes[2].plot(rounds, [r["cumulative_bytes"] / 1e6 for r in records], color="tab:red")
     axes[2].set(xlabel="round", ylabel="MB (up + down)", title="Cumulative communication")
     for ax in axes:
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for p in prunes:
-            ax.axvline(p + 0.5, color="k", ls="--", lw=0.7, alpha=0.5)
+            ax.axvline(p - 0.5, color="k", ls="--", lw=0.7, alpha=0.5)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
