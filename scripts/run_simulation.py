@@ -98,7 +98,7 @@ def export_and_summarize(config: ExperimentConfig, result, test_x) -> dict:
     records = result.records
     summary = {
         "config": config.to_dict(),
-        "rounds": len(records) and records[-1]["round"],
+        "rounds": records[-1]["round"],
         "initial_params": result.initial["params"], "final_params": result.final["params"],
         "initial_flops": result.initial["flops"], "final_flops": result.final["flops"],
         "initial_widths": result.initial["widths"], "widths": result.final["widths"],
@@ -128,7 +128,7 @@ def _print_summary(s: dict) -> None:
           f"FLOPs / example     : {s['initial_flops']:,} -> {s['final_flops']:,}\n"
           f"conv widths         : {s['initial_widths']} -> {s['widths']}\n"
           f"bytes (up+down)     : {s['bytes_total'] / 1e6:,.2f} MB over {s['rounds']} rounds\n"
-          f"prunes after rounds : {s['prune_rounds']} ({s['stop_reason'] or 'not stopped'})\n"
+          f"prunes at rounds    : {s['prune_rounds']} ({s['stop_reason'] or 'not stopped'})\n"
           f"TFLite float32      : {s['tflite_bytes']:,} B, median {s['tflite_latency_us_median']:.1f} us "
           f"(1 thread, {s['tflite_latency']['num_runs']} runs)")
 

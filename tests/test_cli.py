@@ -65,7 +65,7 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     assert summary["bytes_total"] == recs[-1]["cumulative_bytes"]
     assert summary["tflite_bytes"] == os.path.getsize(summary["tflite_path"])
     assert summary["tflite_latency_us_median"] > 0 and summary["tflite_latency"]["num_runs"] == 20
-    assert "prunes after rounds : [2]" in log and "TFLite float32" in log
+    assert "prunes at rounds    : [2]" in log and "TFLite float32" in log
 
     keras_model = tf.keras.models.load_model(pruned_dir / "model.keras")
     assert keras_model.count_params() == summary["final_params"]

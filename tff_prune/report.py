@@ -162,7 +162,7 @@ def comparison_markdown(baseline: Mapping, pruned: Mapping) -> str:
             f"batch {cfg.get('batch_size')}, client Adam lr {cfg.get('client_lr')}; pruning k={cfg.get('k')}, "
             f"weights={cfg.get('weights')}, max_prune_round={cfg.get('max_prune_round')}, "
             f"patience={cfg.get('patience')}.\n\n")
-    tail = (f"\nAccepted prunes after rounds: {pruned.get('prune_rounds', [])}. "
+    tail = (f"\nAccepted prunes at the start of rounds: {pruned.get('prune_rounds', [])}. "
             f"Pruning stopped: {pruned.get('stop_reason') or 'not stopped'}.\n"
             f"FLOPs: TF-profiler convention (multiply-accumulate = 2 FLOPs). Bytes: float32 weights, "
             f"server->clients plus clients->server, summed over rounds. Latency: TFLite interpreter "
