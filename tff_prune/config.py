@@ -13,7 +13,8 @@ import os
 from typing import Any, Mapping, Optional
 
 DATA_DIR_ENV = "TFF_PRUNE_DATA_DIR"
-DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data")
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA_DIR = os.path.join(PROJECT_ROOT, os.pardir, "shared", "data")
 
 DATASETS = ("femnist",)
 MODELS = ("cnn",)

@@ -12,7 +12,6 @@ import os
 import signal
 from typing import Callable
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -59,16 +58,6 @@ def keras_to_model_weights(model: tf.keras.Model) -> tff.learning.models.ModelWe
     return tff.learning.models.ModelWeights(
         trainable=[v.numpy() for v in model.trainable_weights],
         non_trainable=[v.numpy() for v in model.non_trainable_weights])
-
-
-def model_weights_to_keras(weights: tff.learning.models.ModelWeights, model: tf.keras.Model) -> None:
-    """Assigns ModelWeights from a process state into ``model`` in place (shapes must match)."""
-    weights.assign_weights_to(model)
-
-
-def flat_weights(weights: tff.learning.models.ModelWeights) -> list[np.ndarray]:
-    """Trainable then non-trainable arrays of a ModelWeights, as numpy."""
-    return [np.asarray(w) for w in list(weights.trainable) + list(weights.non_trainable)]
 
 
 def stop_worker_processes() -> list[int]:

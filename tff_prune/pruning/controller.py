@@ -122,7 +122,8 @@ class PruningController:
         else:
             action = "rejected"
             s.failures += 1
-            reason = f"no parameter drop ({params_before} -> {params_after}); {s.failures}/{self.patience} patience used"
+            reason = (f"no parameter drop ({params_before} -> {params_after}); "
+                      f"{s.failures}/{self.patience} patience used")
             if s.failures >= self.patience:
                 s.stopped = True
                 s.stop_reason = f"{self.patience} consecutive rounds without a parameter drop (round {round_num})"
