@@ -14,6 +14,8 @@ from typing import Optional
 
 import numpy as np
 
+from mobile.convert import quantize_input
+
 
 class BenchmarkError(RuntimeError):
     """The model cannot be loaded or run; the message names the file and the cause."""
@@ -42,8 +44,8 @@ def benchmark(model, num_threads: int = 1, num_runs: int = 200, warmup_runs: int
       num_threads: interpreter threads.
       num_runs: timed invokes (>= 1).
       warmup_runs: untimed invokes after the first one.
-      inputs: real examples, shape ``(N, *input_shape)``; cycled one per invoke
-        (cast to the input dtype). None: zeros.
+      inputs: real examples, float32 ``(N, *input_shape)``; cycled one per invoke
+        (quantized for int8 inputs). None: zeros.
       use_xnnpack: apply the default XNNPACK delegate (tflite-runtime's default).
 
     Returns:
@@ -62,11 +64,11 @@ def benchmark(model, num_threads: int = 1, num_runs: int = 200, warmup_runs: int
     interp.allocate_tensors()
     init_us = (time.perf_counter_ns() - t0) / 1e3
     inp = interp.get_input_details()[0]
-    shape, dtype = tuple(inp["shape"]), inp["dtype"]
+    shape = tuple(inp["shape"])
     if inputs is None:
-        batch = [np.zeros(shape, dtype)]
+        batch = [np.zeros(shape, inp["dtype"])]
     else:
-        batch = [np.asarray(x, dtype).reshape(shape) for x in inputs[: max(1, min(len(inputs), 256))]]
+        batch = [quantize_input(x, inp).reshape(shape) for x in inputs[: max(1, min(len(inputs), 256))]]
 
     def invoke(i):
         interp.set_tensor(inp["index"], batch[i % len(batch)])

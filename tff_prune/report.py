@@ -6,6 +6,7 @@ Reports only read results; every number comes from the loop's records and
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -18,7 +19,10 @@ COMPARISON_FILE = "comparison.md"
 
 
 def atomic_write_bytes(path: str, data: bytes) -> str:
-    """Writes ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``."""
+    """Writes ``data`` to ``path`` via a temporary file in the same folder + ``os.replace``.
+
+    The file gets the usual permissions (0666 minus the umask), not mkstemp's 0600.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
@@ -27,6 +31,9 @@ def atomic_write_bytes(path: str, data: bytes) -> str:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -113,17 +120,19 @@ def plot_curves(records: Sequence[Mapping], path: str, title: str = "") -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str) -> str:
+    """Saves a matplotlib figure as PNG atomically and closes it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        fig.savefig(buf, format="png", dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 _ROWS = (

@@ -90,6 +90,32 @@ def load_packed(data_dir: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+def sample_images(data_dir: str, split: str = "train", n: int = 200, seed: int = 0,
+                  crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` real examples drawn uniformly (seeded) from all writers' ``split`` examples.
+
+    Used for TFLite calibration (representative dataset) and parity checks.
+
+    Returns:
+      x float32 ``(n, 28, 28, 1)`` in [0, 1] (cropped like :func:`preprocess` if ``crop``),
+      y int32 ``(n,)``.
+
+    Raises:
+      DataError: file missing or corrupt. ValueError: bad ``split`` or ``n``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    arrays = load_packed(data_dir)
+    px, lab = arrays[f"{split}_pixels_u8"], arrays[f"{split}_labels"]
+    if not 1 <= n <= len(px):
+        raise ValueError(f"n must be in [1, {len(px)}], got {n}")
+    idx = np.sort(np.random.default_rng(seed).choice(len(px), size=n, replace=False))
+    x = px[idx, :, :, None].astype(np.float32) / np.float32(255.0)
+    if crop:
+        x = tf.image.resize(x[:, 5:20, 5:20, :], (28, 28), method="bilinear").numpy()
+    return x, lab[idx].astype(np.int32)
+
+
 def default_cache_root() -> str:
     """Root folder for built SQLite caches: ``$TFF_PRUNE_CACHE_DIR`` or ``~/.cache/tff_prune``."""
     return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "tff_prune")

@@ -12,14 +12,16 @@ leaves either the previous or the new checkpoint, never a partial one.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from tff_prune.report import atomic_write_bytes
 
 CHECKPOINT_FILE = "checkpoint.npz"
 
@@ -68,17 +70,9 @@ def save(output_dir: str, ckpt: Checkpoint) -> str:
             "controller": ckpt.controller, "counters": ckpt.counters, "num_weights": len(ckpt.weights)}
     arrays = {f"w{i:04d}": np.asarray(w) for i, w in enumerate(ckpt.weights)}
     arrays["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".npz.tmp", dir=output_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, checkpoint_path(output_dir))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return checkpoint_path(output_dir)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(checkpoint_path(output_dir), buf.getvalue())
 
 
 def exists(output_dir: str) -> bool:

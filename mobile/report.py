@@ -1,0 +1,70 @@
+"""Tables and charts for benchmark results (host or device; same schema).
+
+A result is a dict with at least ``model`` and ``inference_avg_us`` (µs); the first
+result is the reference for the speed-up column.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping, Sequence
+
+COLUMNS = (("init_us", "init µs"), ("first_inference_us", "first µs"), ("inference_avg_us", "mean µs"),
+           ("inference_median_us", "median µs"), ("inference_p95_us", "p95 µs"), ("inference_std_us", "std µs"))
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:,.1f}"
+
+
+def table(results: Sequence[Mapping]) -> str:
+    """A Markdown table, one row per model, with size and speed-up versus the first model."""
+    head = "| model | size (B) | " + " | ".join(c[1] for c in COLUMNS) + " | speed-up vs first |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
+    ref = results[0].get("inference_median_us") or results[0].get("inference_avg_us") if results else None
+    for r in results:
+        t = r.get("inference_median_us") or r.get("inference_avg_us")
+        speed = f"{ref / t:.2f}x" if ref and t else "n/a"
+        size = r.get("model_bytes")
+        lines.append(f"| {os.path.basename(str(r['model']))} | {size:,} | " if size is not None
+                     else f"| {os.path.basename(str(r['model']))} | n/a | ")
+        lines[-1] += " | ".join(_fmt(r.get(k)) for k, _ in COLUMNS) + f" | {speed} |"
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(results: Sequence[Mapping], path: str, title: str) -> str:
+    """Saves a PNG bar chart of median (else mean) latency per model, with p5-p95 whiskers."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [os.path.basename(str(r["model"])) for r in results]
+    mid = [r.get("inference_median_us") or r["inference_avg_us"] for r in results]
+    lo = [m - r.get("inference_p5_us", m) for m, r in zip(mid, results)]
+    hi = [r.get("inference_p95_us", m) - m for m, r in zip(mid, results)]
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results)), 4))
+    ax.bar(names, mid, yerr=[lo, hi], capsize=4, color="tab:blue")
+    ax.set(ylabel="latency per inference (µs)", title=title)
+    ax.grid(axis="y", alpha=0.3)
+    plt.setp(ax.get_xticklabels(), rotation=15, ha="right")
+    fig.tight_layout()
+    from tff_prune.report import save_figure
+
+    return save_figure(fig, path)
+
+
+def save(results: Sequence[Mapping], output_dir: str, name: str, title: str) -> dict[str, str]:
+    """Writes ``<name>.json`` (results), ``<name>.md`` (table) and ``<name>.png`` (chart), atomically.
+
+    Returns:
+      the three paths by kind (``json``, ``markdown``, ``png``).
+    """
+    from tff_prune.report import atomic_write_bytes, write_json
+
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {"json": os.path.join(output_dir, f"{name}.json"), "markdown": os.path.join(output_dir, f"{name}.md"),
+             "png": os.path.join(output_dir, f"{name}.png")}
+    write_json(paths["json"], {"title": title, "results": list(results)})
+    atomic_write_bytes(paths["markdown"], (f"# {title}\n\n" + table(results)).encode())
+    bar_chart(results, paths["png"], title)
+    return paths
