@@ -147,7 +147,7 @@ def parse_output(text: str) -> dict:
     count_lines = []
     for line in text.splitlines():
         m = _COUNT.search(line)
-        if m and "Timings (microseconds)" not in line:
+        if m and "Timings (microseconds)" not in line and "Memory (bytes)" not in line:  # op-profile tables
             count_lines.append(dict((k, float(v)) for k, v in _FIELD.findall(line)) | {"count": float(m.group(1))})
         if m := _TIMINGS.search(line):
             init, first, warm, inf = map(float, m.groups())
