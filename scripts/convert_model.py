@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mobile.convert import MIN_REPRESENTATIVE, ConversionError, parse_variants  # noqa: E402
+from mobile.export import export_variants, size_table  # noqa: E402
 from tff_prune.config import resolve_data_dir  # noqa: E402
 
 
@@ -37,56 +38,6 @@ def load_keras_model(path: str):
     except Exception as e:  # Keras raises many types for a corrupt file
         raise ValueError(f"cannot load Keras model {path}: {type(e).__name__}: {str(e).splitlines()[0]}. "
                          f"Is it a model saved with model.save('model.keras')?") from e
-
-
-def convert_all(model, variants: Sequence[str], dataset: str, data_dir: str, output_dir: str, stem: str,
-                representative_samples: int = 200, int8_io: bool = True, parity_samples: int = 500,
-                crop: bool = False, seed: int = 0) -> list[dict]:
-    """Converts ``model`` to each variant, checks parity on real test images, writes files.
-
-    Returns:
-      one dict per variant: ``variant``, ``path``, ``sidecar`` path, ``size_bytes`` and the
-      :func:`mobile.convert.parity` fields.
-
-    Raises:
-      ConversionError, DataError, ValueError: bad variant, data or sample counts.
-    """
-    from mobile import convert, model_card
-    from tff_prune.data import femnist
-    from tff_prune.report import atomic_write_bytes, write_json
-
-    rep = None
-    if "int8" in variants:
-        rep, _ = femnist.sample_images(data_dir, "train", representative_samples, seed=seed, crop=crop)
-    test_x, _ = femnist.sample_images(data_dir, "test", parity_samples, seed=seed + 1, crop=crop)
-    os.makedirs(output_dir, exist_ok=True)
-    atomic_write_bytes(os.path.join(output_dir, "labels.txt"),
-                       ("\n".join(model_card.labels(dataset)) + "\n").encode())
-    rows = []
-    for variant in variants:
-        data = convert.convert(model, variant, representative_data=rep, int8_io=int8_io)
-        path = os.path.join(output_dir, f"{stem}_{variant}.tflite")
-        atomic_write_bytes(path, data)
-        check = convert.parity(model, data, test_x, variant)
-        card = model_card.sidecar(data, dataset, variant)
-        card.update(parity=check, labels_file="labels.txt",
-                    representative_samples=len(rep) if variant == "int8" else None)
-        sidecar = os.path.join(output_dir, f"{stem}_{variant}.json")
-        write_json(sidecar, card)
-        rows.append({"variant": variant, "path": path, "sidecar": sidecar, "size_bytes": len(data), **check})
-    return rows
-
-
-def size_table(rows: Sequence[dict]) -> str:
-    """Markdown table of size and parity per variant (ratios against the first variant)."""
-    lines = ["| variant | size (B) | size / first | top-1 agreement | max abs diff | within tolerance |",
-             "|---|---:|---:|---:|---:|---|"]
-    first = rows[0]["size_bytes"]
-    for r in rows:
-        ok = "FLAGGED: outside tolerance" if r["flagged"] else "yes"
-        lines.append(f"| {r['variant']} | {r['size_bytes']:,} | {r['size_bytes'] / first:.3f} | "
-                     f"{100 * r['top1_agreement']:.1f}% | {r['max_abs_diff']:.2e} | {ok} |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -114,8 +65,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         model = load_keras_model(args.model)
         stem = os.path.splitext(os.path.basename(args.model))[0]
-        rows = convert_all(model, variants, args.dataset, resolve_data_dir(args.data_dir), args.output_dir, stem,
-                           args.representative_samples, not args.float_io, crop=args.femnist_crop)
+        rows = export_variants(model, variants, args.dataset, resolve_data_dir(args.data_dir), args.output_dir,
+                               lambda v: f"{stem}_{v}.tflite", args.representative_samples, not args.float_io,
+                               crop=args.femnist_crop)
     except (ValueError, DataError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="start afresh in an --output-dir that holds a run")
     g.add_argument("--latency-runs", type=int, default=d["latency_runs"].default,
                    help="timed TFLite invokes for the host latency (default %(default)s)")
+    g.add_argument("--tflite-variants", default="float32,float16,dynamic,int8",
+                   help="TFLite variants of the final model (float32 is always written as model.tflite)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -77,13 +79,17 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         femnist_crop=args.femnist_crop, max_clients=args.max_clients, latency_runs=args.latency_runs)
 
 
-def export_and_summarize(config: ExperimentConfig, result, test_x) -> dict:
-    """Saves model.keras and model.tflite, measures TFLite latency, writes summary.json and curves.png.
+def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("float32",)) -> dict:
+    """Saves model.keras and the TFLite variants, measures their latency, writes summary.json and curves.png.
+
+    ``model.tflite`` is the float32 variant; others are ``model_<variant>.tflite``, each with a
+    ``.json`` sidecar (I/O description and parity with Keras on real test images) and ``labels.txt``.
 
     Returns:
       the summary dict (also written to ``<output_dir>/summary.json``).
     """
-    from mobile import convert, host_benchmark
+    from mobile import host_benchmark
+    from mobile.export import export_variants
     from tff_prune import report
 
     out = config.output_dir
@@ -91,10 +97,17 @@ def export_and_summarize(config: ExperimentConfig, result, test_x) -> dict:
     tmp = os.path.join(out, ".model.tmp.keras")
     result.model.save(tmp)
     os.replace(tmp, keras_path)
-    tflite_path = os.path.join(out, "model.tflite")
-    tflite_bytes = convert.convert_to_file(result.model, tflite_path, "float32")
-    latency = host_benchmark.benchmark(tflite_path, num_threads=1, num_runs=config.latency_runs,
+    variants = ["float32"] + [v for v in variants if v != "float32"]
+    rows = export_variants(result.model, variants, config.dataset, config.data_dir, out,
+                           lambda v: "model.tflite" if v == "float32" else f"model_{v}.tflite",
+                           crop=config.femnist_crop, seed=config.seed)
+    tflite = {}
+    for row in rows:
+        lat = host_benchmark.benchmark(row["path"], num_threads=1, num_runs=config.latency_runs,
                                        warmup_runs=20, inputs=test_x)
+        tflite[row["variant"]] = {**row, "latency_us_median": lat["inference_median_us"], "latency": lat}
+    tflite_path, tflite_bytes, latency = tflite["float32"]["path"], tflite["float32"]["size_bytes"], \
+        tflite["float32"]["latency"]
     records = result.records
     summary = {
         "config": config.to_dict(),
@@ -112,6 +125,7 @@ def export_and_summarize(config: ExperimentConfig, result, test_x) -> dict:
         "wall_seconds_total": sum(r["wall_seconds"] for r in records),
         "keras_path": keras_path, "tflite_path": tflite_path, "tflite_bytes": tflite_bytes,
         "tflite_latency_us_median": latency["inference_median_us"], "tflite_latency": latency,
+        "tflite_variants": tflite,
     }
     report.write_json(os.path.join(out, report.SUMMARY_FILE), summary)
     title = (f"{config.dataset}/{config.model} " + ("FedAvg baseline" if not config.prune
@@ -129,8 +143,11 @@ def _print_summary(s: dict) -> None:
           f"conv widths         : {s['initial_widths']} -> {s['widths']}\n"
           f"bytes (up+down)     : {s['bytes_total'] / 1e6:,.2f} MB over {s['rounds']} rounds\n"
           f"prunes at rounds    : {s['prune_rounds']} ({s['stop_reason'] or 'not stopped'})\n"
-          f"TFLite float32      : {s['tflite_bytes']:,} B, median {s['tflite_latency_us_median']:.1f} us "
-          f"(1 thread, {s['tflite_latency']['num_runs']} runs)")
+          f"TFLite (host, 1 thread, {s['tflite_latency']['num_runs']} runs; parity with Keras on real test images):")
+    for name, v in s["tflite_variants"].items():
+        flag = "  FLAGGED: outside tolerance" if v["flagged"] else ""
+        print(f"  {name:<8} {v['size_bytes']:>9,} B  median {v['latency_us_median']:8.1f} us  "
+              f"top-1 agreement {100 * v['top1_agreement']:5.1f}%  max|diff| {v['max_abs_diff']:.1e}{flag}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -141,6 +158,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = config_from_args(args)
     except ConfigError as e:
         parser.error(str(e))
+    from mobile.convert import ConversionError, parse_variants
+
+    try:
+        variants = parse_variants(args.tflite_variants)
+    except ConversionError as e:
+        parser.error(f"--tflite-variants: {e}")
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tff_prune").setLevel(logging.INFO)
@@ -156,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with logging_redirect_tqdm():
             result = loop.run(config, data=data, resume=args.resume, overwrite=args.overwrite,
                               progress=not args.quiet)
-        summary = export_and_summarize(config, result, data.test_arrays()[0])
+        summary = export_and_summarize(config, result, data.test_arrays()[0], variants)
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

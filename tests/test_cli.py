@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_simulation.py")
 COMPARE = os.path.join(ROOT, "scripts", "compare_runs.py")
 QUICK = ["--rounds", "2", "--clients-per-round", "3", "--local-epochs", "1", "--max-clients", "12",
-         "--k", "1.0", "--latency-runs", "20", "--quiet"]
+         "--k", "1.0", "--latency-runs", "20", "--tflite-variants", "int8", "--quiet"]
 
 
 def run_cli(args, tmp_path, name="log"):
@@ -65,7 +65,14 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     assert summary["bytes_total"] == recs[-1]["cumulative_bytes"]
     assert summary["tflite_bytes"] == os.path.getsize(summary["tflite_path"])
     assert summary["tflite_latency_us_median"] > 0 and summary["tflite_latency"]["num_runs"] == 20
-    assert "prunes at rounds    : [2]" in log and "TFLite float32" in log
+    assert "prunes at rounds    : [2]" in log and "int8" in log
+    variants = summary["tflite_variants"]
+    assert set(variants) == {"float32", "int8"}  # QUICK asks for int8; float32 is always written
+    assert variants["float32"]["path"] == summary["tflite_path"]
+    assert os.path.isfile(pruned_dir / "model_int8.tflite") and os.path.isfile(pruned_dir / "model_int8.json")
+    assert (pruned_dir / "labels.txt").read_text().splitlines()[10] == "A"
+    assert not variants["float32"]["flagged"] and variants["float32"]["max_abs_diff"] <= 1e-5
+    assert variants["int8"]["size_bytes"] < variants["float32"]["size_bytes"]
 
     keras_model = tf.keras.models.load_model(pruned_dir / "model.keras")
     assert keras_model.count_params() == summary["final_params"]
@@ -82,7 +89,7 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     assert rc == 0, text
     md = (tmp_path / "comparison.md").read_text()
     assert "| parameters | 56,126 |" in md and f"{summary['final_params']:,}" in md
-    assert "TFLite float32 size" in md and "pruned / baseline" in md
+    assert "TFLite float32 size" in md and "pruned / baseline" in md and "TFLite int8 size" in md
 
 
 @pytest.mark.parametrize("args, message", [
@@ -92,6 +99,7 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     (["--clients-per-round", "0"], "--clients-per-round: must be an integer >= 1"),
     (["--weights", "random"], "--weights"),
     (["--dataset", "cifar"], "--dataset: unknown dataset"),
+    (["--tflite-variants", "int4"], "--tflite-variants: unknown TFLite variant"),
 ])
 def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path, capsys):
     from scripts import run_simulation

@@ -61,3 +61,27 @@ def test_corrupt_model_is_reported(tmp_path):
 def test_unknown_variant():
     with pytest.raises(ValueError, match="unknown TFLite variant"):
         convert.convert(get_model("cnn", "femnist"), "int3")
+
+
+def test_host_benchmark_cli(models, tmp_path, capsys, data_dir):
+    import json
+
+    from scripts import benchmark_host
+
+    paths = []
+    for name, model in models.items():
+        p = tmp_path / f"{name}.tflite"
+        convert.convert_to_file(model, str(p))
+        paths.append(str(p))
+    code = benchmark_host.main(paths + ["--num-runs", "20", "--warmup-runs", "2", "--data-dir", data_dir,
+                                        "--output-dir", str(tmp_path / "out")])
+    text = capsys.readouterr().out
+    assert code == 0
+    saved = json.loads((tmp_path / "out" / "host_benchmark.json").read_text())
+    assert [r["model"] for r in saved["results"]] == paths
+    assert saved["results"][1]["model_bytes"] < saved["results"][0]["model_bytes"]
+    assert "| full.tflite |" in text and "1.00x" in text
+    assert (tmp_path / "out" / "host_benchmark.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        benchmark_host.main([str(tmp_path / "missing.tflite")])
+    assert "file not found" in capsys.readouterr().err

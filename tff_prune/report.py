@@ -142,7 +142,7 @@ _ROWS = (
     ("conv widths", "widths", lambda v: ", ".join(f"{k}={w}" for k, w in v.items())),
     ("total bytes (up+down)", "bytes_total", lambda v: f"{v / 1e6:,.1f} MB"),
     ("TFLite float32 size", "tflite_bytes", lambda v: f"{v:,} B"),
-    ("TFLite latency (median, 1 thread)", "tflite_latency_us_median", lambda v: f"{v:,.1f} µs"),
+    ("TFLite float32 latency (median, 1 thread)", "tflite_latency_us_median", lambda v: f"{v:,.1f} µs"),
 )
 _RATIO_KEYS = ("final_params", "final_flops", "bytes_total", "tflite_bytes", "tflite_latency_us_median")
 
@@ -159,6 +159,12 @@ def comparison_table(baseline: Mapping, pruned: Mapping) -> str:
             ratio = f"{100 * (b - a):+.2f} pts"
         lines.append(f"| {label} | {fmt(a) if a is not None else 'n/a'} | {fmt(b) if b is not None else 'n/a'} "
                      f"| {ratio} |")
+    va, vb = baseline.get("tflite_variants", {}), pruned.get("tflite_variants", {})
+    for name in [v for v in vb if v in va and v != "float32"]:
+        for label, key, unit in (("size", "size_bytes", "B"),
+                                 ("latency (median, 1 thread)", "latency_us_median", "µs")):
+            a, b = va[name][key], vb[name][key]
+            lines.append(f"| TFLite {name} {label} | {a:,.0f} {unit} | {b:,.0f} {unit} | {b / a:.3f} |")
     return "\n".join(lines) + "\n"
 
 

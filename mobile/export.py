@@ -1,0 +1,63 @@
+"""Export a Keras model as the TFLite variants an app ships: files, sidecars, labels, parity.
+
+Used by ``scripts/convert_model.py`` and by ``scripts/run_simulation.py`` for the final model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+from mobile import convert, model_card
+from tff_prune.data import femnist
+from tff_prune.report import atomic_write_bytes, write_json
+
+
+def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str, output_dir: str,
+                    filename: Callable[[str], str], representative_samples: int = 200, int8_io: bool = True,
+                    parity_samples: int = 500, crop: bool = False, seed: int = 0) -> list[dict]:
+    """Converts ``model`` to each variant, checks parity on real test images, writes files.
+
+    Writes ``filename(variant)`` (the ``.tflite``) and the same name with ``.json`` (the
+    :func:`mobile.model_card.sidecar` plus the parity result) per variant, and ``labels.txt``.
+    int8 is calibrated on ``representative_samples`` real training images.
+
+    Returns:
+      one dict per variant: ``variant``, ``path``, ``sidecar`` path, ``size_bytes`` and the
+      :func:`mobile.convert.parity` fields.
+
+    Raises:
+      ConversionError, DataError, ValueError: bad variant, data or sample counts.
+    """
+    rep = None
+    if "int8" in variants:
+        rep, _ = femnist.sample_images(data_dir, "train", representative_samples, seed=seed, crop=crop)
+    test_x, _ = femnist.sample_images(data_dir, "test", parity_samples, seed=seed + 1, crop=crop)
+    os.makedirs(output_dir, exist_ok=True)
+    atomic_write_bytes(os.path.join(output_dir, "labels.txt"),
+                       ("\n".join(model_card.labels(dataset)) + "\n").encode())
+    rows = []
+    for variant in variants:
+        data = convert.convert(model, variant, representative_data=rep, int8_io=int8_io)
+        path = os.path.join(output_dir, filename(variant))
+        atomic_write_bytes(path, data)
+        check = convert.parity(model, data, test_x, variant)
+        card = model_card.sidecar(data, dataset, variant)
+        card.update(parity=check, labels_file="labels.txt",
+                    representative_samples=len(rep) if variant == "int8" else None)
+        sidecar = os.path.splitext(path)[0] + ".json"
+        write_json(sidecar, card)
+        rows.append({"variant": variant, "path": path, "sidecar": sidecar, "size_bytes": len(data), **check})
+    return rows
+
+
+def size_table(rows: Sequence[dict]) -> str:
+    """Markdown table of size and parity per variant (ratios against the first variant)."""
+    lines = ["| variant | size (B) | size / first | top-1 agreement | max abs diff | within tolerance |",
+             "|---|---:|---:|---:|---:|---|"]
+    first = rows[0]["size_bytes"]
+    for r in rows:
+        ok = "FLAGGED: outside tolerance" if r["flagged"] else "yes"
+        lines.append(f"| {r['variant']} | {r['size_bytes']:,} | {r['size_bytes'] / first:.3f} | "
+                     f"{100 * r['top1_agreement']:.1f}% | {r['max_abs_diff']:.2e} | {ok} |")
+    return "\n".join(lines) + "\n"
