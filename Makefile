@@ -8,7 +8,15 @@ DEMO_DIR ?= runs/demo
 DEMO_FLAGS ?= --dataset femnist --model cnn --rounds 20 --clients-per-round 10 --local-epochs 5 --max-prune-round 5 --seed 0
 PYTEST_FLAGS ?=
 
-.PHONY: setup demo test clean
+# Bazel (Debian's bazel-bootstrap 4.2.3) runs the tests with the venv's Python first on PATH.
+BAZEL ?= bazel
+DATA_DIR ?= $(abspath ../shared/data)
+BAZEL_CACHE := $(CURDIR)/.cache/bazel-data
+BAZEL_TEST_FLAGS ?= --test_tag_filters=-integration
+BAZEL_ENV_FLAGS = --test_env=TFF_PRUNE_DATA_DIR=$(DATA_DIR) --test_env=TFF_PRUNE_CACHE_DIR=$(BAZEL_CACHE) \
+	--sandbox_writable_path=$(BAZEL_CACHE) --test_output=errors
+
+.PHONY: setup demo test bazel-test clean
 
 $(VENV)/.installed: requirements.txt requirements-tff.txt
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tff_prune needs Python 3.11 (TFF 0.87); set PY=/path/to/python3.11"'
@@ -28,5 +36,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_FLAGS) tests
 
+bazel-test: setup
+	@command -v $(BAZEL) >/dev/null || { echo "bazel not found: apt-get install -y bazel-bootstrap" >&2; exit 1; }
+	mkdir -p $(BAZEL_CACHE)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BAZEL) test $(BAZEL_ENV_FLAGS) $(BAZEL_TEST_FLAGS) //...
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .cache
+	-$(BAZEL) clean --expunge 2>/dev/null
