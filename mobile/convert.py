@@ -29,7 +29,8 @@ MIN_REPRESENTATIVE = 100
 # Per variant: (max |Δ probability| allowed, min top-1 agreement with Keras). Chosen from the
 # precision of each format: float32 is exact up to kernel rounding; float16 weights keep ~3
 # significant digits; int8 weights/activations can move probabilities by a few percent.
-TOLERANCES = {"float32": (1e-4, 1.0), "float16": (1e-2, 0.98), "dynamic": (0.1, 0.95), "int8": (0.2, 0.9)}
+TOLERANCES = {"float32": (1e-4, 1.0), "float16": (1e-2, 0.98), "dynamic": (0.1, 0.95), "int8": (0.2, 0.9),
+              "qat_int8": (0.2, 0.9)}
 
 
 class ConversionError(ValueError):
@@ -84,6 +85,21 @@ def convert(keras_model: tf.keras.Model, variant: str = "float32",
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def convert_qat(qat_model: tf.keras.Model, int8_io: bool = True) -> bytes:
+    """Converts a tfmot quantization-aware model to a full-integer int8 TFLite model (variant ``qat_int8``).
+
+    The activation and weight ranges come from the QAT model's fake-quant variables, so no
+    representative dataset is used (TFLite QAT guide:
+    https://www.tensorflow.org/model_optimization/guide/quantization/training_example).
+    """
+    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if int8_io:
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
     return converter.convert()
 
 

@@ -15,12 +15,15 @@ from tff_prune.report import atomic_write_bytes, write_json
 
 def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str, output_dir: str,
                     filename: Callable[[str], str], representative_samples: int = 200, int8_io: bool = True,
-                    parity_samples: int = 500, crop: bool = False, seed: int = 0) -> list[dict]:
+                    parity_samples: int = 500, crop: bool = False, seed: int = 0,
+                    qat_model=None) -> list[dict]:
     """Converts ``model`` to each variant, checks parity on real test images, writes files.
 
     Writes ``filename(variant)`` (the ``.tflite``) and the same name with ``.json`` (the
     :func:`mobile.model_card.sidecar` plus the parity result) per variant, and ``labels.txt``.
-    int8 is calibrated on ``representative_samples`` real training images.
+    int8 is calibrated on ``representative_samples`` real training images. With ``qat_model``
+    (a tfmot quantization-aware model) a ``qat_int8`` variant is added, converted from its
+    learned ranges and checked against the QAT Keras model.
 
     Returns:
       one dict per variant: ``variant``, ``path``, ``sidecar`` path, ``size_bytes`` and the
@@ -37,11 +40,15 @@ def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str,
     atomic_write_bytes(os.path.join(output_dir, "labels.txt"),
                        ("\n".join(model_card.labels(dataset)) + "\n").encode())
     rows = []
-    for variant in variants:
-        data = convert.convert(model, variant, representative_data=rep, int8_io=int8_io)
+    jobs = [(v, model) for v in variants] + ([("qat_int8", qat_model)] if qat_model is not None else [])
+    for variant, source in jobs:
+        if variant == "qat_int8":
+            data = convert.convert_qat(source, int8_io=int8_io)
+        else:
+            data = convert.convert(source, variant, representative_data=rep, int8_io=int8_io)
         path = os.path.join(output_dir, filename(variant))
         atomic_write_bytes(path, data)
-        check = convert.parity(model, data, test_x, variant)
+        check = convert.parity(source, data, test_x, variant)
         card = model_card.sidecar(data, dataset, variant)
         card.update(parity=check, labels_file="labels.txt",
                     representative_samples=len(rep) if variant == "int8" else None)

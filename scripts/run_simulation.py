@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="start afresh in an --output-dir that holds a run")
     g.add_argument("--latency-runs", type=int, default=d["latency_runs"].default,
                    help="timed TFLite invokes for the host latency (default %(default)s)")
+    g.add_argument("--qat-rounds", type=int, default=d["qat_rounds"].default,
+                   help="quantization-aware training (tfmot) of the final architecture in the last N rounds; "
+                        "exports qat_int8 next to post-training int8 (default: 0, off)")
     g.add_argument("--tflite-variants", default="float32,float16,dynamic,int8",
                    help="TFLite variants of the final model (float32 is always written as model.tflite)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -76,36 +79,52 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         server_lr=args.server_lr, k=args.k, max_prune_round=args.max_prune_round, patience=args.patience,
         weights=args.weights, prune=not args.no_prune, seed=args.seed, eval_every=args.eval_every,
         output_dir=os.path.abspath(args.output_dir), data_dir=resolve_data_dir(args.data_dir),
-        femnist_crop=args.femnist_crop, max_clients=args.max_clients, latency_runs=args.latency_runs)
+        femnist_crop=args.femnist_crop, max_clients=args.max_clients, latency_runs=args.latency_runs,
+        qat_rounds=args.qat_rounds)
 
 
-def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("float32",)) -> dict:
+def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("float32",), test_y=None) -> dict:
     """Saves model.keras and the TFLite variants, measures their latency, writes summary.json and curves.png.
 
     ``model.tflite`` is the float32 variant; others are ``model_<variant>.tflite``, each with a
     ``.json`` sidecar (I/O description and parity with Keras on real test images) and ``labels.txt``.
+    After QAT, the float variants come from the QAT model's float weights and a ``qat_int8``
+    variant (``model_qat_int8.tflite``) from its learned ranges; ``model_qat.h5`` is the QAT model.
+    With ``test_y``, each variant's top-1 accuracy on the whole test set is reported.
 
     Returns:
       the summary dict (also written to ``<output_dir>/summary.json``).
     """
-    from mobile import host_benchmark
+    import numpy as np
+
+    from mobile import convert, host_benchmark
     from mobile.export import export_variants
     from tff_prune import report
+    from tff_prune.federated import qat
 
     out = config.output_dir
-    keras_path = os.path.join(out, "model.keras")
-    tmp = os.path.join(out, ".model.tmp.keras")
-    result.model.save(tmp)
-    os.replace(tmp, keras_path)
+    qat_model = result.model if qat.is_qat_model(result.model) else None
+    float_model = result.model
+    if qat_model is not None:
+        arch = result.float_architecture
+        float_model = qat.strip_quantization(qat_model, arch.__class__.from_config(arch.get_config()))
+        # tfmot QAT models do not reload from the .keras format (variable lists differ); H5 does,
+        # inside tff_prune.federated.qat.quantize_scope().
+        _save_keras(qat_model, os.path.join(out, "model_qat.h5"))
+    keras_path = _save_keras(float_model, os.path.join(out, "model.keras"))
     variants = ["float32"] + [v for v in variants if v != "float32"]
-    rows = export_variants(result.model, variants, config.dataset, config.data_dir, out,
+    rows = export_variants(float_model, variants, config.dataset, config.data_dir, out,
                            lambda v: "model.tflite" if v == "float32" else f"model_{v}.tflite",
-                           crop=config.femnist_crop, seed=config.seed)
+                           crop=config.femnist_crop, seed=config.seed, qat_model=qat_model)
     tflite = {}
     for row in rows:
         lat = host_benchmark.benchmark(row["path"], num_threads=1, num_runs=config.latency_runs,
                                        warmup_runs=20, inputs=test_x)
         tflite[row["variant"]] = {**row, "latency_us_median": lat["inference_median_us"], "latency": lat}
+        if test_y is not None:
+            with open(row["path"], "rb") as f:
+                pred = convert.run_tflite(f.read(), test_x).argmax(-1)
+            tflite[row["variant"]]["test_accuracy"] = float(np.mean(pred == test_y))
     tflite_path, tflite_bytes, latency = tflite["float32"]["path"], tflite["float32"]["size_bytes"], \
         tflite["float32"]["latency"]
     records = result.records
@@ -127,11 +146,28 @@ def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("fl
         "tflite_latency_us_median": latency["inference_median_us"], "tflite_latency": latency,
         "tflite_variants": tflite,
     }
+    if qat_model is not None:
+        summary["qat"] = {
+            "rounds": config.qat_rounds, "keras_qat_accuracy": report.last_accuracy(records),
+            "tflite_qat_int8_accuracy": tflite["qat_int8"].get("test_accuracy"),
+            "tflite_ptq_int8_accuracy": tflite.get("int8", {}).get("test_accuracy"),
+            "tflite_float32_accuracy": tflite["float32"].get("test_accuracy"),
+            "note": "float32/float16/dynamic/int8 (post-training) use the QAT model's float weights; "
+                    "qat_int8 uses its federated-averaged quantization ranges",
+        }
     report.write_json(os.path.join(out, report.SUMMARY_FILE), summary)
     title = (f"{config.dataset}/{config.model} " + ("FedAvg baseline" if not config.prune
                                                     else f"pruned (k={config.k}, {config.weights})"))
     report.plot_curves(records, os.path.join(out, report.CURVES_FILE), title)
     return summary
+
+
+def _save_keras(model, path: str) -> str:
+    stem, ext = os.path.splitext(os.path.basename(path))
+    tmp = os.path.join(os.path.dirname(path), f".{stem}.tmp{ext}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def _print_summary(s: dict) -> None:
@@ -146,8 +182,9 @@ def _print_summary(s: dict) -> None:
           f"TFLite (host, 1 thread, {s['tflite_latency']['num_runs']} runs; parity with Keras on real test images):")
     for name, v in s["tflite_variants"].items():
         flag = "  FLAGGED: outside tolerance" if v["flagged"] else ""
+        acc = f"  test acc {100 * v['test_accuracy']:5.2f}%" if "test_accuracy" in v else ""
         print(f"  {name:<8} {v['size_bytes']:>9,} B  median {v['latency_us_median']:8.1f} us  "
-              f"top-1 agreement {100 * v['top1_agreement']:5.1f}%  max|diff| {v['max_abs_diff']:.1e}{flag}")
+              f"top-1 agreement {100 * v['top1_agreement']:5.1f}%  max|diff| {v['max_abs_diff']:.1e}{acc}{flag}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -179,7 +216,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with logging_redirect_tqdm():
             result = loop.run(config, data=data, resume=args.resume, overwrite=args.overwrite,
                               progress=not args.quiet)
-        summary = export_and_summarize(config, result, data.test_arrays()[0], variants)
+        test_x, test_y = data.test_arrays()
+        summary = export_and_summarize(config, result, test_x, variants, test_y)
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2

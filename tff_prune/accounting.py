@@ -107,18 +107,20 @@ def conv_widths(model: tf.keras.Model) -> dict[str, int]:
     return {layer.name: int(layer.filters) for layer in model.layers if type(layer) is L.Conv2D}
 
 
-def round_bytes(model: tf.keras.Model, clients: int) -> dict[str, int]:
+def round_bytes(model: tf.keras.Model, clients: int, uploaded_params: int | None = None) -> dict[str, int]:
     """Bytes moved in one FedAvg round with ``clients`` participants (float32 weights).
 
     Server->clients: every model weight (trainable and non-trainable) to each client.
     Clients->server: each client's update of the trainable weights (TFF's FedAvg
-    aggregates trainable weights only). Protocol overhead is not counted.
+    aggregates trainable weights only), or of ``uploaded_params`` values if given (QAT
+    models also upload their quantization ranges). Protocol overhead is not counted.
 
     Returns:
       dict with ``bytes_down`` and ``bytes_up`` (bytes, int).
     """
     return {"bytes_down": BYTES_PER_FLOAT32 * count_params(model) * clients,
-            "bytes_up": BYTES_PER_FLOAT32 * count_trainable_params(model) * clients}
+            "bytes_up": BYTES_PER_FLOAT32 * (count_trainable_params(model) if uploaded_params is None
+                                             else int(uploaded_params)) * clients}
 
 
 def summarize(model: tf.keras.Model) -> Mapping[str, object]:

@@ -64,6 +64,8 @@ class ExperimentConfig:
       femnist_crop: apply the authors' crop ``[5:20, 5:20]`` resized back to 28x28.
       max_clients: use only the first N writers (None: all); for quick runs and tests.
       latency_runs: timed TFLite invokes for the host latency of the final model.
+      qat_rounds: the last N rounds train the tfmot quantization-aware version of the final
+        architecture in TFF (0: no QAT). Pruning stops when they start.
     """
 
     dataset: str = "femnist"
@@ -86,6 +88,7 @@ class ExperimentConfig:
     femnist_crop: bool = False
     max_clients: Optional[int] = None
     latency_runs: int = 200
+    qat_rounds: int = 0
 
     def __post_init__(self):
         self.validate()
@@ -107,6 +110,8 @@ class ExperimentConfig:
                             ("latency-runs", self.latency_runs)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 fail(flag, f"must be an integer >= 1, got {value!r}")
+        if not isinstance(self.qat_rounds, int) or not 0 <= self.qat_rounds <= self.rounds:
+            fail("qat-rounds", f"must be an integer in [0, --rounds={self.rounds}], got {self.qat_rounds!r}")
         if self.max_prune_round < 0:
             fail("max-prune-round", f"must be >= 0, got {self.max_prune_round!r}")
         if not (self.k > 0):

@@ -11,7 +11,9 @@ Per round ``r = 1..R``:
 2. ``process.next`` runs FedAvg on their ``tf.data`` pipelines (TFF C++ runtime);
 3. the aggregated global weights are evaluated on the central test set
    (every ``eval_every`` rounds and at round R);
-4. the round's record is appended to ``metrics.jsonl`` and the checkpoint is
+4. with ``--qat-rounds N``, at the start of round ``R - N + 1`` pruning ends and the
+   model becomes ``tfmot`` quantization-aware (``qat.py``) for its last N rounds;
+5. the round's record is appended to ``metrics.jsonl`` and the checkpoint is
    written atomically.
 """
 
@@ -31,7 +33,8 @@ from tff_prune import accounting, report
 from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.data import FederatedData, load_femnist
 from tff_prune.federated import checkpoint
-from tff_prune.federated.process import build_fed_avg, keras_to_model_weights
+from tff_prune.federated.process import assign_model_weights, build_fed_avg, keras_to_model_weights
+from tff_prune.federated.qat import is_qat_model, quantize, tff_variable_split
 from tff_prune.models import get_model
 from tff_prune.pruning import ControllerState, PruningController, band_selection, prune_model
 
@@ -59,13 +62,16 @@ class RunResult:
     """Outcome of :func:`run`.
 
     Attributes:
-      model: final global Keras model (compiled for evaluation).
+      model: final global Keras model (compiled for evaluation; a QAT model after QAT rounds).
+      float_architecture: a float model of the final architecture (the QAT model's
+        unwrapped form; weights not meaningful after QAT — see ``qat.strip_quantization``).
       records: one dict per finished round (the lines of ``metrics.jsonl``).
       initial: ``accounting.summarize`` of the initial model; final: of the final model.
       stop_reason: why pruning stopped ('' if it never stopped or was disabled).
     """
 
     model: tf.keras.Model
+    float_architecture: tf.keras.Model
     records: list[dict]
     initial: dict
     final: dict
@@ -78,8 +84,10 @@ def _compile(model: tf.keras.Model) -> tf.keras.Model:
     return model
 
 
-def _builder(model: tf.keras.Model) -> Callable[[], tf.keras.Model]:
+def _builder(model: tf.keras.Model, qat: bool = False) -> Callable[[], tf.keras.Model]:
     config, cls = model.get_config(), model.__class__
+    if qat:
+        return lambda: quantize(cls.from_config(config))
     return lambda: cls.from_config(config)
 
 
@@ -133,6 +141,7 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
     initial = dict(accounting.summarize(initial_model))
     if ckpt is not None:
         model = ckpt.build_model()
+        float_arch = ckpt.build_float_architecture() or model
         controller = PruningController(config.max_prune_round, config.patience,
                                        ControllerState.from_dict(ckpt.controller))
         counters = dict(ckpt.counters)
@@ -140,7 +149,7 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         report.write_metrics(metrics_path, records)
         start = ckpt.round + 1
     else:
-        model = initial_model
+        model = float_arch = initial_model
         controller = PruningController(config.max_prune_round, config.patience)
         counters = {"bytes_down": 0, "bytes_up": 0}
         records = []
@@ -149,24 +158,27 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
 
     test_x, test_y = data.test_arrays()
     element_spec = data.client_dataset(data.client_ids[0], 1, config.batch_size, 0).element_spec
-    process = build_fed_avg(_builder(model), element_spec, config.client_lr, config.server_lr)
+    process = build_fed_avg(_builder(float_arch, qat=is_qat_model(model)), element_spec, config.client_lr,
+                            config.server_lr)
     state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
     _compile(model)
+    qat_start = config.rounds - config.qat_rounds + 1 if config.qat_rounds else None
 
     prev_stopped = controller.state.stopped
     bar = tqdm(range(start, config.rounds + 1), desc="rounds", unit="round", disable=not progress,
                initial=start - 1, total=config.rounds)
     for r in bar:
         t0 = time.perf_counter()
-        summary = accounting.summarize(model)
-        if config.prune and controller.should_propose(r):
+        summary = accounting.summarize(float_arch)
+        in_qat = (qat_start is not None and r >= qat_start) or is_qat_model(model)
+        if config.prune and not in_qat and controller.should_propose(r):
             keep = band_selection(model, config.k)
             proposal = prune_model(model, keep, weights=config.weights,
                                    seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
             decision = controller.decide(r, summary["params"], accounting.count_params(proposal),
                                          summary["widths"], accounting.conv_widths(proposal))
             if decision.action == "accepted":
-                model = _compile(proposal)
+                model = float_arch = _compile(proposal)
                 summary = accounting.summarize(model)
                 process = build_fed_avg(_builder(model), element_spec, config.client_lr, config.server_lr)
                 state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
@@ -174,9 +186,19 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
             reason = None
             if not config.prune:
                 reason = "pruning disabled (--no-prune)"
+            elif in_qat:
+                reason = f"quantization-aware training (last {config.qat_rounds} rounds): the architecture is fixed"
+                if not controller.state.stopped:
+                    controller.state.stopped, controller.state.stop_reason = True, reason
             elif r == 1:
                 reason = "round 1 trains the initial model; pruning starts after the first aggregation"
             decision = controller.skipped(r, summary["params"], summary["widths"], reason)
+        if in_qat and not is_qat_model(model):
+            model = _compile(quantize(model))
+            process = build_fed_avg(_builder(float_arch, qat=True), element_spec, config.client_lr,
+                                    config.server_lr)
+            state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+            log.info("round %d: quantization-aware training starts (last %d rounds)", r, config.qat_rounds)
         if decision.action != "skipped" or decision.stopped != prev_stopped:
             log.info("round %d: prune %s (%s); widths %s", r, decision.action, decision.reason,
                      decision.widths_after)
@@ -188,15 +210,16 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
                     for cid in clients]
         result = process.next(state, datasets)
         state = result.state
-        process.get_model_weights(state).assign_weights_to(model)
-        record = {"round": r, **_train_metrics(result.metrics)}
+        assign_model_weights(process.get_model_weights(state), model)
+        record = {"round": r, **_train_metrics(result.metrics), "qat": in_qat}
         if r % config.eval_every == 0 or r == config.rounds:
             loss, acc = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)
             record.update(eval_loss=float(loss), eval_accuracy=float(acc))
         else:
             record.update(eval_loss=None, eval_accuracy=None)
 
-        sent = accounting.round_bytes(model, len(clients))
+        uploaded = sum(int(v.shape.num_elements()) for v in tff_variable_split(model)[0])
+        sent = accounting.round_bytes(model, len(clients), uploaded_params=uploaded)
         counters["bytes_down"] += sent["bytes_down"]
         counters["bytes_up"] += sent["bytes_up"]
         record.update(params=summary["params"], flops=summary["flops"], widths=summary["widths"],
@@ -208,11 +231,13 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         report.append_metrics(metrics_path, record)
         checkpoint.save(out, checkpoint.Checkpoint(
             round=r, config=config.to_dict(), model_json=model.to_json(), weights=model.get_weights(),
-            controller=controller.state.to_dict(), counters=counters))
+            controller=controller.state.to_dict(), counters=counters,
+            float_model_json=float_arch.to_json() if model is not float_arch else None))
         records.append(record)
         acc = record["eval_accuracy"]
         bar.set_postfix(params=record["params"], acc="-" if acc is None else f"{acc:.3f}",
                         prune=decision.action)
     bar.close()
-    return RunResult(model=model, records=records, initial=initial, final=dict(accounting.summarize(model)),
+    return RunResult(model=model, float_architecture=float_arch, records=records, initial=initial,
+                     final=dict(accounting.summarize(float_arch)),
                      stop_reason=controller.state.stop_reason)

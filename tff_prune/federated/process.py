@@ -15,13 +15,16 @@ from typing import Callable
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_prune.federated.qat import RangesAsTrainable, is_qat_model, tff_variable_split
+
 
 def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, client_lr: float,
                   server_lr: float) -> tff.learning.templates.LearningProcess:
     """FedAvg with client Adam and server SGD, clients weighted by example count.
 
     Args:
-      model_builder: returns a *new, uncompiled* Keras model of the architecture.
+      model_builder: returns a *new, uncompiled* Keras model of the architecture (a tfmot
+        QAT model is supported: its quantization ranges are aggregated, see ``qat.py``).
       element_spec: ``(x, y)`` TensorSpecs of a client batch.
       client_lr: client Adam learning rate (paper: 1e-3).
       server_lr: server SGD learning rate (1.0 without momentum is plain FedAvg:
@@ -39,10 +42,12 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
       building, the architecture is instantiated once eagerly, which swaps them back.
     """
     def model_fn():
-        return tff.learning.models.from_keras_model(
-            model_builder(), input_spec=element_spec,
+        keras_model = model_builder()
+        model = tff.learning.models.from_keras_model(
+            keras_model, input_spec=element_spec,
             loss=tf.keras.losses.SparseCategoricalCrossentropy(),
             metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+        return RangesAsTrainable(model, keras_model) if is_qat_model(keras_model) else model
 
     process = tff.learning.algorithms.build_weighted_fed_avg(
         model_fn,
@@ -54,10 +59,24 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
 
 
 def keras_to_model_weights(model: tf.keras.Model) -> tff.learning.models.ModelWeights:
-    """ModelWeights (lists of numpy arrays) of a Keras model in TFF's order."""
-    return tff.learning.models.ModelWeights(
-        trainable=[v.numpy() for v in model.trainable_weights],
-        non_trainable=[v.numpy() for v in model.non_trainable_weights])
+    """ModelWeights (lists of numpy arrays) of a Keras model in TFF's order (``qat.tff_variable_split``)."""
+    trainable, non_trainable = tff_variable_split(model)
+    return tff.learning.models.ModelWeights(trainable=[v.numpy() for v in trainable],
+                                            non_trainable=[v.numpy() for v in non_trainable])
+
+
+def assign_model_weights(weights: tff.learning.models.ModelWeights, model: tf.keras.Model) -> None:
+    """Writes a process's ModelWeights into the Keras ``model`` (inverse of :func:`keras_to_model_weights`).
+
+    Raises:
+      ValueError: the number of tensors does not match the model.
+    """
+    trainable, non_trainable = tff_variable_split(model)
+    if len(trainable) != len(weights.trainable) or len(non_trainable) != len(weights.non_trainable):
+        raise ValueError(f"ModelWeights with {len(weights.trainable)}+{len(weights.non_trainable)} tensors do not "
+                         f"fit a model with {len(trainable)}+{len(non_trainable)} variables")
+    for var, value in zip(trainable + non_trainable, list(weights.trainable) + list(weights.non_trainable)):
+        var.assign(value)
 
 
 def stop_worker_processes() -> list[int]:
