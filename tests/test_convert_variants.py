@@ -13,13 +13,19 @@ from tff_prune.pruning import prune_model
 
 @pytest.fixture(scope="module")
 def trained_pruned(data_dir):
-    """A pruned CNN trained for one quick epoch on real training images (so its outputs are not flat)."""
+    """A pruned CNN trained (seeded) past the GAP CNN's initial loss plateau on real training images.
+
+    Near the plateau the outputs are almost uniform and top-1 agreement under int8 is a coin toss
+    (seen: 67%); after ~750 steps the model is at ~45% train accuracy and its decisions have margins.
+    """
     import tensorflow as tf
 
-    x, y = sample_images(data_dir, "train", 3000, seed=0)
+    tf.keras.utils.set_random_seed(0)
+    x, y = sample_images(data_dir, "train", 8000, seed=0)
     model = prune_model(get_model("cnn", "femnist", seed=0), {"conv1": np.arange(20), "conv2": np.arange(40)})
-    model.compile(tf.keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    model.compile(tf.keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    history = model.fit(x, y, batch_size=64, epochs=6, verbose=0)
+    assert history.history["accuracy"][-1] > 0.3, history.history
     return model
 
 
