@@ -68,3 +68,11 @@ def save(results: Sequence[Mapping], output_dir: str, name: str, title: str) -> 
     atomic_write_bytes(paths["markdown"], (f"# {title}\n\n" + table(results)).encode())
     bar_chart(results, paths["png"], title)
     return paths
+
+
+def publish(results: Sequence[Mapping], output_dir: str, name: str, title: str) -> dict[str, str]:
+    """:func:`save`, then print the table and the written paths (the benchmark CLIs' output)."""
+    paths = save(results, output_dir, name, title)
+    print(table(results))
+    print("written: " + ", ".join(paths.values()))
+    return paths

@@ -59,9 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     title = f"benchmark_model on {results[0]['device_serial']} ({results[0]['abi']}), {args.num_threads} thread(s)"
-    paths = report.save(results, args.output_dir, "android_benchmark", title)
-    print(report.table(results))
-    print("written: " + ", ".join(paths.values()))
+    report.publish(results, args.output_dir, "android_benchmark", title)
     return 0
 
 

@@ -62,9 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     title = (f"tflite_runtime on {platform.machine()} ({platform.processor() or 'cpu'}), "
              f"{args.num_threads} thread(s), XNNPACK {'off' if args.no_xnnpack else 'on'}")
-    paths = report.save(results, args.output_dir, "host_benchmark", title)
-    print(report.table(results))
-    print("written: " + ", ".join(paths.values()))
+    report.publish(results, args.output_dir, "host_benchmark", title)
     return 0
 
 
