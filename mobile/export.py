@@ -9,14 +9,14 @@ import os
 from typing import Callable, Sequence
 
 from mobile import convert, model_card
-from tff_prune.data import femnist
+from tff_prune.data import sample_images
 from tff_prune.report import atomic_write_bytes, write_json
 
 
 def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str, output_dir: str,
                     filename: Callable[[str], str], representative_samples: int = 200, int8_io: bool = True,
                     parity_samples: int = 500, crop: bool = False, seed: int = 0,
-                    qat_model=None) -> list[dict]:
+                    qat_model=None, celeba_attribute: str = "male") -> list[dict]:
     """Converts ``model`` to each variant, checks parity on real test images, writes files.
 
     Writes ``filename(variant)`` (the ``.tflite``) and the same name with ``.json`` (the
@@ -34,11 +34,13 @@ def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str,
     """
     rep = None
     if "int8" in variants:
-        rep, _ = femnist.sample_images(data_dir, "train", representative_samples, seed=seed, crop=crop)
-    test_x, _ = femnist.sample_images(data_dir, "test", parity_samples, seed=seed + 1, crop=crop)
+        rep, _ = sample_images(dataset, data_dir, "train", representative_samples, seed=seed, femnist_crop=crop,
+                               celeba_attribute=celeba_attribute)
+    test_x, _ = sample_images(dataset, data_dir, "test", parity_samples, seed=seed + 1, femnist_crop=crop,
+                              celeba_attribute=celeba_attribute)
     os.makedirs(output_dir, exist_ok=True)
     atomic_write_bytes(os.path.join(output_dir, "labels.txt"),
-                       ("\n".join(model_card.labels(dataset)) + "\n").encode())
+                       ("\n".join(model_card.labels(dataset, celeba_attribute)) + "\n").encode())
     rows = []
     jobs = [(v, model) for v in variants] + ([("qat_int8", qat_model)] if qat_model is not None else [])
     for variant, source in jobs:
@@ -49,7 +51,7 @@ def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str,
         path = os.path.join(output_dir, filename(variant))
         atomic_write_bytes(path, data)
         check = convert.parity(source, data, test_x, variant)
-        card = model_card.sidecar(data, dataset, variant)
+        card = model_card.sidecar(data, dataset, variant, celeba_attribute)
         card.update(parity=check, labels_file="labels.txt",
                     representative_samples=len(rep) if variant == "int8" else None)
         sidecar = os.path.splitext(path)[0] + ".json"

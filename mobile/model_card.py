@@ -14,16 +14,23 @@ from tff_prune.data.femnist import LABEL_CHARS
 
 # FEMNIST label order (TFF emnist.load_data(only_digits=False)): digits, 'A'-'Z', 'a'-'z'.
 LABELS = {"femnist": tuple(LABEL_CHARS)}
-INPUT_RANGES = {"femnist": (0.0, 1.0)}  # float pixels; 1.0 = background, 0.0 = ink
-INPUT_NOTES = {"femnist": "28x28 grayscale, float = u8 / 255, 1.0 is background (white) and 0.0 is ink"}
+INPUT_RANGES = {"femnist": (0.0, 1.0), "celeba": (0.0, 1.0)}  # FEMNIST: 1.0 = background, 0.0 = ink
+INPUT_NOTES = {"femnist": "28x28 grayscale, float = u8 / 255, 1.0 is background (white) and 0.0 is ink",
+               "celeba": "84x84 RGB face crop, float = u8 / 255"}
 
 
-def labels(dataset: str) -> tuple[str, ...]:
-    """Class labels of ``dataset`` in output order; raises ValueError if unknown."""
+def labels(dataset: str, celeba_attribute: str = "male") -> tuple[str, ...]:
+    """Class labels of ``dataset`` in output order (CelebA: ``not_<attribute>``, ``<attribute>``).
+
+    Raises:
+      ValueError: unknown data set.
+    """
+    if dataset == "celeba":
+        return (f"not_{celeba_attribute}", celeba_attribute)
     try:
         return LABELS[dataset]
     except KeyError:
-        raise ValueError(f"no labels known for dataset {dataset!r}; known: {sorted(LABELS)}") from None
+        raise ValueError(f"no labels known for dataset {dataset!r}; known: {sorted(LABELS) + ['celeba']}") from None
 
 
 def _tensor(detail: dict, real_range) -> dict:
@@ -41,11 +48,12 @@ def _tensor(detail: dict, real_range) -> dict:
     return entry
 
 
-def sidecar(model: bytes, dataset: str, variant: str) -> dict:
+def sidecar(model: bytes, dataset: str, variant: str, celeba_attribute: str = "male") -> dict:
     """Describes a TFLite model's I/O for app developers.
 
     Args:
-      model: the flatbuffer. dataset: ``femnist``. variant: the conversion variant name.
+      model: the flatbuffer. dataset: ``femnist`` or ``celeba``. variant: the conversion variant name.
+      celeba_attribute: the CelebA label attribute (names the two classes).
 
     Returns:
       JSON-serialisable dict: ``variant``, ``dataset``, ``inputs``, ``outputs``,
@@ -59,7 +67,7 @@ def sidecar(model: bytes, dataset: str, variant: str) -> dict:
         "variant": variant, "dataset": dataset, "size_bytes": len(model),
         "inputs": [_tensor(d, INPUT_RANGES.get(dataset)) for d in ins],
         "outputs": [_tensor(d, (0.0, 1.0)) for d in outs],
-        "num_classes": len(labels(dataset)),
+        "num_classes": len(labels(dataset, celeba_attribute)),
         "input_note": INPUT_NOTES.get(dataset, ""),
         "output_note": "class probabilities (softmax) in labels.txt order",
     }

@@ -28,12 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = ExperimentConfig.__dataclass_fields__
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", default=d["dataset"].default, help="dataset (femnist)")
-    g.add_argument("--model", default=d["model"].default, help="architecture (cnn: the paper's FEMNIST CNN)")
+    g.add_argument("--dataset", default=d["dataset"].default, help="femnist or celeba (default %(default)s)")
+    g.add_argument("--model", default=d["model"].default,
+                   help="the paper's architectures: cnn, resnet (ResNet-7) or inception (default %(default)s)")
     g.add_argument("--data-dir", default=None,
-                   help="folder with femnist_leaf_300w.npz (default: $TFF_PRUNE_DATA_DIR, else ../shared/data)")
+                   help="folder with femnist_leaf_300w.npz / celeba_wild_crops84_276ids.npz "
+                        "(default: $TFF_PRUNE_DATA_DIR, else ../shared/data)")
     g.add_argument("--femnist-crop", action="store_true", help="the authors' crop [5:20,5:20] resized to 28x28")
-    g.add_argument("--max-clients", type=int, default=None, help="use only the first N writers (default: all)")
+    g.add_argument("--celeba-attribute", default=d["celeba_attribute"].default,
+                   help="CelebA label attribute, TFF's name (default %(default)s, as the paper)")
+    g.add_argument("--max-clients", type=int, default=None,
+                   help="use only the first N training clients (default: all)")
     g = p.add_argument_group("federated training (FedAvg)")
     g.add_argument("--rounds", type=int, default=d["rounds"].default, help="federated rounds (default %(default)s)")
     g.add_argument("--clients-per-round", type=int, default=d["clients_per_round"].default,
@@ -49,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate the global model every N rounds (and at the end)")
     g = p.add_argument_group("automatic pruning")
     g.add_argument("--no-prune", action="store_true", help="plain FedAvg baseline, no pruning")
+    g.add_argument("--criterion", default=d["criterion"].default,
+                   help="band (the paper's mu +- k*sigma per group) or ratio (--prune-ratio of each group)")
     g.add_argument("--k", type=float, default=d["k"].default, help="band mu +- k*sigma (paper: 2.2 on FEMNIST)")
+    g.add_argument("--prune-ratio", type=float, default=d["prune_ratio"].default,
+                   help="with --criterion ratio: fraction of each group's channels removed per prune")
+    g.add_argument("--round-to", type=int, default=d["round_to"].default,
+                   help="each pruned group keeps a multiple of N channels (8 suits XNNPACK; default 1)")
+    g.add_argument("--min-channels", type=int, default=d["min_channels"].default,
+                   help="fewest channels a group keeps (default 1)")
     g.add_argument("--max-prune-round", type=int, default=d["max_prune_round"].default,
                    help="last round after which a prune may happen (paper: 50)")
     g.add_argument("--patience", type=int, default=d["patience"].default,
@@ -76,10 +89,13 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return ExperimentConfig(
         dataset=args.dataset, model=args.model, rounds=args.rounds, clients_per_round=args.clients_per_round,
         local_epochs=args.local_epochs, batch_size=args.batch_size, client_lr=args.client_lr,
-        server_lr=args.server_lr, k=args.k, max_prune_round=args.max_prune_round, patience=args.patience,
+        server_lr=args.server_lr, k=args.k, criterion=args.criterion, prune_ratio=args.prune_ratio,
+        round_to=args.round_to, min_channels=args.min_channels, max_prune_round=args.max_prune_round,
+        patience=args.patience,
         weights=args.weights, prune=not args.no_prune, seed=args.seed, eval_every=args.eval_every,
         output_dir=os.path.abspath(args.output_dir), data_dir=resolve_data_dir(args.data_dir),
-        femnist_crop=args.femnist_crop, max_clients=args.max_clients, latency_runs=args.latency_runs,
+        femnist_crop=args.femnist_crop, celeba_attribute=args.celeba_attribute, max_clients=args.max_clients,
+        latency_runs=args.latency_runs,
         qat_rounds=args.qat_rounds)
 
 
@@ -115,7 +131,8 @@ def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("fl
     variants = ["float32"] + [v for v in variants if v != "float32"]
     rows = export_variants(float_model, variants, config.dataset, config.data_dir, out,
                            lambda v: "model.tflite" if v == "float32" else f"model_{v}.tflite",
-                           crop=config.femnist_crop, seed=config.seed, qat_model=qat_model)
+                           crop=config.femnist_crop, seed=config.seed, qat_model=qat_model,
+                           celeba_attribute=config.celeba_attribute)
     tflite = {}
     for row in rows:
         lat = host_benchmark.benchmark(row["path"], num_threads=1, num_runs=config.latency_runs,
@@ -206,13 +223,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger("tff_prune").setLevel(logging.INFO)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from tff_prune.data import DataError, load_femnist
+    from tff_prune.data import DataError
     from tff_prune.federated import loop
     from tff_prune.federated.checkpoint import CheckpointError
     from tff_prune.federated.process import stop_worker_processes
 
     try:
-        data = load_femnist(config.data_dir, crop=config.femnist_crop, max_clients=config.max_clients)
+        data = loop.load_data(config)
         with logging_redirect_tqdm():
             result = loop.run(config, data=data, resume=args.resume, overwrite=args.overwrite,
                               progress=not args.quiet)

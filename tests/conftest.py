@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from tff_prune.config import resolve_data_dir
 
@@ -48,3 +50,30 @@ def cnn_param_count(a: int, b: int, classes: int = 62) -> int:
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def celeba_images(data_dir):
+    """(64, 84, 84, 3) float32 real CelebA test-celebrity photos (decoded from the packed file, no cache)."""
+    from tff_prune.data.celeba import sample_images
+
+    x, _ = sample_images(data_dir, "test", 64, seed=0)
+    return x
+
+
+@pytest.fixture(scope="session")
+def celeba(data_dir):
+    """FederatedData: 8 real training celebrities, all 28 test celebrities (TFF loader, offline cache)."""
+    from tff_prune.data.celeba import load_celeba
+
+    return load_celeba(data_dir, max_clients=8)
+
+
+def profiler_flops(model: tf.keras.Model) -> int:
+    """FLOPs of the frozen batch-1 inference graph, as tf.compat.v1.profiler counts them."""
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32))
+    graph = convert_variables_to_constants_v2(fn).graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    return int(tf.compat.v1.profiler.profile(graph=graph, options=opts).total_float_ops)

@@ -3,22 +3,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from tests.conftest import cnn_param_count
+from tests.conftest import cnn_param_count, profiler_flops
 from tff_prune import accounting
 from tff_prune.models import get_model
 from tff_prune.pruning import prune_model
-
-
-def profiler_flops(model: tf.keras.Model) -> int:
-    """FLOPs of the frozen batch-1 inference graph, as tf.compat.v1.profiler counts them."""
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec((1,) + tuple(model.input_shape[1:]), tf.float32))
-    graph = convert_variables_to_constants_v2(fn).graph
-    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    opts["output"] = "none"
-    return int(tf.compat.v1.profiler.profile(graph=graph, options=opts).total_float_ops)
 
 
 def test_full_femnist_cnn_matches_the_paper():

@@ -64,8 +64,11 @@ def test_client_dataset_is_shuffled_repeated_and_batched(femnist):
 
 
 def test_authors_crop(femnist):
-    plain = fm.FederatedData(femnist.train, femnist.test, femnist.client_ids, crop=False)
-    cropped = fm.FederatedData(femnist.train, femnist.test, femnist.client_ids, crop=True)
+    import functools
+
+    plain = fm.FederatedData(femnist.train, femnist.test, femnist.client_ids, fm.preprocess)
+    cropped = fm.FederatedData(femnist.train, femnist.test, femnist.client_ids,
+                               functools.partial(fm.preprocess, crop=True))
     (xp, yp), (xc, yc) = plain.test_arrays(femnist.client_ids[:1]), cropped.test_arrays(femnist.client_ids[:1])
     assert xc.shape == xp.shape and np.array_equal(yp, yc)
     assert not np.allclose(xp, xc)

@@ -8,7 +8,8 @@ import pytest
 
 from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.federated import checkpoint, loop
-from tff_prune.federated.qat import is_qat_model, quantize, strip_quantization, tff_variable_split
+from tff_prune.federated.qat import is_qat_model, quantize, strip_quantization
+from tff_prune.federated.variables import tff_variable_split
 from tff_prune.models import get_model
 
 

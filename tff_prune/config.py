@@ -16,8 +16,9 @@ DATA_DIR_ENV = "TFF_PRUNE_DATA_DIR"
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_DIR = os.path.join(PROJECT_ROOT, os.pardir, "shared", "data")
 
-DATASETS = ("femnist",)
-MODELS = ("cnn",)
+DATASETS = ("femnist", "celeba")
+MODELS = ("cnn", "resnet", "inception")
+CRITERIA = ("band", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
 
 
@@ -44,8 +45,8 @@ class ExperimentConfig:
     """All settings of one simulation (see ``scripts/run_simulation.py --help``).
 
     Attributes:
-      dataset: ``"femnist"``.
-      model: ``"cnn"`` (the paper's FEMNIST CNN, 56,126 parameters).
+      dataset: ``"femnist"`` or ``"celeba"``.
+      model: ``"cnn"``, ``"resnet"`` (ResNet-7) or ``"inception"`` (the paper's architectures).
       rounds: number of federated rounds R (rounds are numbered 1..R).
       clients_per_round: clients sampled uniformly without replacement each round.
       local_epochs: client epochs per round (paper: 5).
@@ -53,6 +54,10 @@ class ExperimentConfig:
       client_lr: client Adam learning rate (paper: 1e-3).
       server_lr: server SGD learning rate; 1.0 is plain FedAvg.
       k: band width of the criterion mu +- k*sigma (paper: 2.2 on FEMNIST).
+      criterion: ``"band"`` (the paper's, uses ``k``) or ``"ratio"`` (uses ``prune_ratio``).
+      prune_ratio: with ``criterion="ratio"``, fraction of each group's channels removed per prune.
+      round_to: every pruned group keeps a multiple of this many channels (8 suits XNNPACK).
+      min_channels: fewest channels a group keeps.
       max_prune_round: last round after whose aggregation pruning may happen (paper: 50).
       patience: consecutive rounds without a parameter drop before pruning stops (paper: 3).
       weights: ``"inherit"`` (survivors keep weights) or ``"reinit"`` (authors' fresh init).
@@ -60,7 +65,8 @@ class ExperimentConfig:
       seed: seeds client sampling, client shuffling, model init and re-init.
       eval_every: evaluate the global model every this many rounds (and at the last round).
       output_dir: where metrics, checkpoints, model and reports go.
-      data_dir: directory with ``femnist_leaf_300w.npz`` (resolved, absolute).
+      data_dir: directory with the packed data files (resolved, absolute).
+      celeba_attribute: CelebA label attribute, TFF's name (paper: ``male``).
       femnist_crop: apply the authors' crop ``[5:20, 5:20]`` resized back to 28x28.
       max_clients: use only the first N writers (None: all); for quick runs and tests.
       latency_runs: timed TFLite invokes for the host latency of the final model.
@@ -77,6 +83,10 @@ class ExperimentConfig:
     client_lr: float = 1e-3
     server_lr: float = 1.0
     k: float = 2.2
+    criterion: str = "band"
+    prune_ratio: float = 0.2
+    round_to: int = 1
+    min_channels: int = 1
     max_prune_round: int = 50
     patience: int = 3
     weights: str = "inherit"
@@ -86,6 +96,7 @@ class ExperimentConfig:
     output_dir: str = "runs/default"
     data_dir: str = dataclasses.field(default_factory=lambda: resolve_data_dir(None))
     femnist_crop: bool = False
+    celeba_attribute: str = "male"
     max_clients: Optional[int] = None
     latency_runs: int = 200
     qat_rounds: int = 0
@@ -107,7 +118,8 @@ class ExperimentConfig:
         for flag, value in (("rounds", self.rounds), ("clients-per-round", self.clients_per_round),
                             ("local-epochs", self.local_epochs), ("batch-size", self.batch_size),
                             ("eval-every", self.eval_every), ("patience", self.patience),
-                            ("latency-runs", self.latency_runs)):
+                            ("latency-runs", self.latency_runs), ("round-to", self.round_to),
+                            ("min-channels", self.min_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 fail(flag, f"must be an integer >= 1, got {value!r}")
         if not isinstance(self.qat_rounds, int) or not 0 <= self.qat_rounds <= self.rounds:
@@ -116,6 +128,20 @@ class ExperimentConfig:
             fail("max-prune-round", f"must be >= 0, got {self.max_prune_round!r}")
         if not (self.k > 0):
             fail("k", f"must be > 0 (the band is mu +- k*sigma; the paper uses 2.0-2.5), got {self.k!r}")
+        if self.criterion not in CRITERIA:
+            fail("criterion", f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
+        if not (0 <= self.prune_ratio < 1):
+            fail("prune-ratio", f"must be in [0, 1) (fraction of each group's channels removed), "
+                                f"got {self.prune_ratio!r}")
+        if self.femnist_crop and self.dataset != "femnist":
+            fail("femnist-crop", f"only applies to --dataset femnist, not {self.dataset!r}")
+        if self.dataset == "celeba":
+            from tff_prune.data.celeba import check_attribute
+
+            try:
+                check_attribute(self.celeba_attribute)
+            except ValueError as e:
+                fail("celeba-attribute", str(e))
         if not (self.client_lr > 0):
             fail("client-lr", f"must be > 0, got {self.client_lr!r}")
         if not (self.server_lr > 0):

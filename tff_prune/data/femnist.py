@@ -14,31 +14,24 @@ Labels: int32 in [0, 62): digits 0-9, 'A'-'Z' 10-35, 'a'-'z' 36-61.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import functools
 import os
-import sqlite3
-import tempfile
 import zipfile
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tff_prune.config import DATA_DIR_ENV
+from tff_prune.data.client_data import DataError, FederatedData, default_cache_root, file_digest, write_sqlite
 
 PACKED_FILE = "femnist_leaf_300w.npz"
 SQLITE_FILE = "emnist_all.sqlite"  # the name TFF's emnist.load_data looks for
-CACHE_DIR_ENV = "TFF_PRUNE_CACHE_DIR"
 TRAIN_SPLIT, TEST_SPLIT = "all_train", "all_test"
 _REQUIRED_KEYS = ("client_ids", "train_pixels_u8", "train_labels", "train_offsets",
                   "test_pixels_u8", "test_labels", "test_offsets")
 NUM_CLASSES = 62
 LABEL_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-class DataError(RuntimeError):
-    """The packed data file is missing or corrupt. The message says where we looked and the fix."""
 
 
 def _fix_hint(data_dir: str) -> str:
@@ -116,19 +109,6 @@ def sample_images(data_dir: str, split: str = "train", n: int = 200, seed: int =
     return x, lab[idx].astype(np.int32)
 
 
-def default_cache_root() -> str:
-    """Root folder for built SQLite caches: ``$TFF_PRUNE_CACHE_DIR`` or ``~/.cache/tff_prune``."""
-    return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "tff_prune")
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def _example_proto(pixels_u8: np.ndarray, label: int) -> bytes:
     pixels = (pixels_u8.astype(np.float32) / np.float32(255.0)).reshape(-1)
     feature = {
@@ -152,78 +132,22 @@ def build_sqlite_cache(data_dir: str, cache_root: Optional[str] = None) -> str:
       DataError: the packed file is missing or corrupt.
     """
     path = packed_path(data_dir)
-    cache_dir = os.path.join(cache_root or default_cache_root(), f"femnist-{_file_digest(path)}")
+    cache_dir = os.path.join(cache_root or default_cache_root(), f"femnist-{file_digest(path)}")
     db_path = os.path.join(cache_dir, SQLITE_FILE)
     if os.path.isfile(db_path):
         return cache_dir
     arrays = load_packed(data_dir)
     os.makedirs(cache_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".emnist_all.", suffix=".sqlite.tmp", dir=cache_dir)
-    os.close(fd)
-    try:
-        con = sqlite3.connect(tmp)
-        con.execute("CREATE TABLE examples (split_name TEXT NOT NULL, client_id TEXT NOT NULL, "
-                    "serialized_example_proto BLOB NOT NULL)")
-        con.execute("CREATE TABLE client_metadata (client_id TEXT NOT NULL, split_name TEXT NOT NULL, "
-                    "num_examples INTEGER NOT NULL)")
+
+    def rows():
         for split, name in (("train", TRAIN_SPLIT), ("test", TEST_SPLIT)):
             px, lab, off = arrays[f"{split}_pixels_u8"], arrays[f"{split}_labels"], arrays[f"{split}_offsets"]
             for i, cid in enumerate(arrays["client_ids"]):
-                cid = str(cid)
                 lo, hi = int(off[i]), int(off[i + 1])
-                con.executemany("INSERT INTO examples VALUES (?, ?, ?)",
-                                ((name, cid, _example_proto(px[j], lab[j])) for j in range(lo, hi)))
-                con.execute("INSERT INTO client_metadata VALUES (?, ?, ?)", (cid, name, hi - lo))
-        con.execute("CREATE INDEX examples_client_split ON examples (client_id, split_name)")
-        con.commit()
-        con.close()
-        os.replace(tmp, db_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+                yield name, str(cid), [_example_proto(px[j], lab[j]) for j in range(lo, hi)]
+
+    write_sqlite(db_path, rows())
     return cache_dir
-
-
-@dataclasses.dataclass
-class FederatedData:
-    """Client-partitioned FEMNIST as TFF ``ClientData`` plus a central test set.
-
-    Attributes:
-      train: TFF ``ClientData`` of training examples (OrderedDict ``label`` int32 [1]... as TFF gives).
-      test: TFF ``ClientData`` of test examples.
-      client_ids: sorted training client ids in use (after ``max_clients``).
-      crop: whether the authors' crop is applied by :func:`preprocess`.
-    """
-
-    train: object
-    test: object
-    client_ids: list[str]
-    crop: bool = False
-
-    def client_dataset(self, client_id: str, local_epochs: int, batch_size: int, seed: int) -> tf.data.Dataset:
-        """Training ``tf.data`` for one client: shuffle(seeded) -> repeat(local_epochs) -> batch.
-
-        Elements are ``(x, y)``: x float32 ``(batch, 28, 28, 1)``, y int32 ``(batch,)``.
-        """
-        ds = self.train.create_tf_dataset_for_client(client_id)
-        ds = ds.map(lambda e: preprocess(e, self.crop))
-        return ds.shuffle(512, seed=seed, reshuffle_each_iteration=True).repeat(local_epochs).batch(batch_size)
-
-    def num_examples(self, client_id: str) -> int:
-        """Number of training examples of one client."""
-        return int(self.train.create_tf_dataset_for_client(client_id).reduce(0, lambda n, _: n + 1))
-
-    def test_arrays(self, client_ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
-        """Union of the test examples of ``client_ids`` (default: all in use) as numpy.
-
-        Returns:
-          x float32 ``(M, 28, 28, 1)`` and y int32 ``(M,)``.
-        """
-        ids = list(client_ids) if client_ids is not None else self.client_ids
-        ds = tf.data.Dataset.from_tensor_slices(ids).flat_map(self.test.serializable_dataset_fn)
-        ds = ds.map(lambda e: preprocess(e, self.crop)).batch(4096)
-        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
-        return np.concatenate(xs), np.concatenate(ys)
 
 
 def preprocess(element, crop: bool = False):
@@ -259,4 +183,5 @@ def load_femnist(data_dir: str, cache_root: Optional[str] = None, crop: bool = F
     ids = sorted(train.client_ids)
     if max_clients is not None:
         ids = ids[:max_clients]
-    return FederatedData(train=train, test=test, client_ids=ids, crop=crop)
+    return FederatedData(train=train, test=test, client_ids=ids, preprocess_fn=functools.partial(preprocess, crop=crop),
+                         name="femnist")

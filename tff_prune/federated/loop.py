@@ -29,14 +29,16 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from tff_prune import accounting, report
+from tff_prune import accounting, pruning, report
+from tff_prune import data as datasets
 from tff_prune.config import ConfigError, ExperimentConfig
-from tff_prune.data import FederatedData, load_femnist
+from tff_prune.data import FederatedData
 from tff_prune.federated import checkpoint
 from tff_prune.federated.process import assign_model_weights, build_fed_avg, keras_to_model_weights
-from tff_prune.federated.qat import is_qat_model, quantize, tff_variable_split
+from tff_prune.federated.qat import is_qat_model, quantize
+from tff_prune.federated.variables import tff_variable_split
 from tff_prune.models import get_model
-from tff_prune.pruning import ControllerState, PruningController, band_selection, prune_model
+from tff_prune.pruning import ControllerState, PruningController, prune_model
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,18 @@ class RunResult:
     initial: dict
     final: dict
     stop_reason: str
+
+
+def load_data(config: ExperimentConfig) -> FederatedData:
+    """The run's client data (``config.dataset``) through TFF's loader from the offline cache."""
+    return datasets.load(config.dataset, config.data_dir, max_clients=config.max_clients,
+                         femnist_crop=config.femnist_crop, celeba_attribute=config.celeba_attribute)
+
+
+def make_plan(model: tf.keras.Model, config: ExperimentConfig) -> pruning.PruningPlan:
+    """The server's pruning proposal for the global ``model`` under the run's criterion."""
+    criterion = pruning.band(config.k) if config.criterion == "band" else pruning.ratio(config.prune_ratio)
+    return pruning.plan(model, criterion, min_channels=config.min_channels, round_to=config.round_to)
 
 
 def _compile(model: tf.keras.Model) -> tf.keras.Model:
@@ -133,7 +147,7 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
                               f"pass --rounds > {ckpt.round} to continue training")
 
     if data is None:
-        data = load_femnist(config.data_dir, crop=config.femnist_crop, max_clients=config.max_clients)
+        data = load_data(config)
     config.check_num_clients(len(data.client_ids))
     os.makedirs(out, exist_ok=True)
 
@@ -172,8 +186,8 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         summary = accounting.summarize(float_arch)
         in_qat = (qat_start is not None and r >= qat_start) or is_qat_model(model)
         if config.prune and not in_qat and controller.should_propose(r):
-            keep = band_selection(model, config.k)
-            proposal = prune_model(model, keep, weights=config.weights,
+            plan = make_plan(model, config)
+            proposal = prune_model(model, plan, weights=config.weights,
                                    seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
             decision = controller.decide(r, summary["params"], accounting.count_params(proposal),
                                          summary["widths"], accounting.conv_widths(proposal))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 from typing import Callable
 
 import tensorflow as tf
 import tensorflow_federated as tff
 
-from tff_prune.federated.qat import RangesAsTrainable, is_qat_model, tff_variable_split
+from tff_prune.federated.variables import AveragedStateModel, needs_wrapper, tff_variable_split
 
 
 def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, client_lr: float,
@@ -23,8 +24,8 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
     """FedAvg with client Adam and server SGD, clients weighted by example count.
 
     Args:
-      model_builder: returns a *new, uncompiled* Keras model of the architecture (a tfmot
-        QAT model is supported: its quantization ranges are aggregated, see ``qat.py``).
+      model_builder: returns a *new, uncompiled* Keras model of the architecture. BatchNorm
+        moving statistics and tfmot QAT ranges are averaged too (see ``variables.py``).
       element_spec: ``(x, y)`` TensorSpecs of a client batch.
       client_lr: client Adam learning rate (paper: 1e-3).
       server_lr: server SGD learning rate (1.0 without momentum is plain FedAvg:
@@ -43,11 +44,14 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
     """
     def model_fn():
         keras_model = model_builder()
-        model = tff.learning.models.from_keras_model(
-            keras_model, input_spec=element_spec,
-            loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
-        return RangesAsTrainable(model, keras_model) if is_qat_model(keras_model) else model
+        with warnings.catch_warnings():
+            # TFF warns that BatchNormalization statistics are not averaged; AveragedStateModel averages them.
+            warnings.filterwarnings("ignore", message="Batch Normalization contains non-trainable variables")
+            model = tff.learning.models.from_keras_model(
+                keras_model, input_spec=element_spec,
+                loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+        return AveragedStateModel(model, keras_model) if needs_wrapper(keras_model) else model
 
     process = tff.learning.algorithms.build_weighted_fed_avg(
         model_fn,
@@ -59,7 +63,7 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
 
 
 def keras_to_model_weights(model: tf.keras.Model) -> tff.learning.models.ModelWeights:
-    """ModelWeights (lists of numpy arrays) of a Keras model in TFF's order (``qat.tff_variable_split``)."""
+    """ModelWeights (lists of numpy arrays) of a Keras model in TFF's order (``variables.tff_variable_split``)."""
     trainable, non_trainable = tff_variable_split(model)
     return tff.learning.models.ModelWeights(trainable=[v.numpy() for v in trainable],
                                             non_trainable=[v.numpy() for v in non_trainable])

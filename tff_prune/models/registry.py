@@ -1,4 +1,4 @@
-"""Model registry: ``get_model(name, dataset)`` builds an architecture by name."""
+"""Model registry: ``get_model(name, dataset)`` builds the paper's architectures by name."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from tff_prune.models import cnn
+from tff_prune.models import cnn, inception, resnet
 
-MODEL_NAMES = ("cnn",)
-_INPUT_SHAPES = {"femnist": (28, 28, 1)}
-_NUM_CLASSES = {"femnist": 62}
+MODEL_NAMES = ("cnn", "resnet", "inception")
+DATASETS = ("femnist", "celeba")
+_INPUT_SHAPES = {"femnist": (28, 28, 1), "celeba": (84, 84, 3)}
+_NUM_CLASSES = {"femnist": 62, "celeba": 2}
 
 
 def input_shape(dataset: str) -> tuple[int, int, int]:
@@ -22,19 +23,29 @@ def input_shape(dataset: str) -> tuple[int, int, int]:
 
 
 def num_classes(dataset: str) -> int:
-    """Number of classes of ``dataset`` (FEMNIST: 62); raises ValueError if unknown."""
+    """Number of classes of ``dataset`` (FEMNIST: 62; CelebA: 2, one binary attribute); ValueError if unknown."""
     input_shape(dataset)
     return _NUM_CLASSES[dataset]
 
 
 def get_model(name: str, dataset: str, widths: Sequence[int] | None = None,
               seed: int | None = None) -> tf.keras.Model:
-    """Builds model ``name`` for ``dataset``, optionally with pruned conv ``widths``.
+    """Builds model ``name`` (``cnn``, ``resnet``, ``inception``) for ``dataset`` (``femnist``, ``celeba``).
+
+    Args:
+      widths: conv widths in the authors' order (see each builder); None: the paper's.
+      seed: initialiser seed (None: global RNG).
 
     Raises:
-      ValueError: unknown model or dataset name.
+      ValueError: unknown model or dataset name, bad widths.
     """
-    shape = input_shape(dataset)
-    if name == "cnn" and dataset == "femnist":
-        return cnn.femnist_cnn(widths or cnn.FEMNIST_CNN_WIDTHS, num_classes(dataset), shape, seed=seed)
-    raise ValueError(f"unknown model {name!r} for dataset {dataset!r}; known: {list(MODEL_NAMES)}")
+    shape, classes = input_shape(dataset), num_classes(dataset)
+    if name == "cnn":
+        if dataset == "femnist":
+            return cnn.femnist_cnn(widths or cnn.FEMNIST_CNN_WIDTHS, classes, shape, seed=seed)
+        return cnn.celeba_cnn(widths or cnn.CELEBA_CNN_WIDTHS, classes, shape, seed=seed)
+    if name == "resnet":
+        return resnet.resnet7(widths or resnet.RESNET_WIDTHS, classes, shape, seed=seed)
+    if name == "inception":
+        return inception.inception(widths or inception.INCEPTION_WIDTHS, classes, shape, seed=seed)
+    raise ValueError(f"unknown model {name!r}; known: {list(MODEL_NAMES)}")

@@ -1,52 +1,61 @@
-"""Filter importance and the paper's band criterion.
+"""Channel importance and pruning criteria.
 
-Importance of filter ``j`` of a Conv2D with kernel ``W`` (shape ``(kh, kw, c_in, c_out)``)
-is its L1 norm ``s_j = sum |W[:, :, :, j]|`` (bias ignored), as in the authors' public
-code (Nguyen, Le, Avila 2024, arXiv 2411.01759, Sec. III-B). Per layer, with
-``mu`` the mean and ``sigma`` the population standard deviation of ``s``, a filter is
-kept iff ``mu - k*sigma <= s_j <= mu + k*sigma``: unusually weak *and* unusually
-strong filters are removed.
+Importance of filter ``j`` of a producer is the L1 norm of its kernel slice (bias
+ignored), as in the authors' public code (Nguyen, Le, Avila 2024, arXiv 2411.01759,
+Sec. III-B): Conv2D ``sum |W[:, :, :, j]|``, SeparableConv2D its pointwise kernel
+``sum |P[:, :, :, j]|``, Dense ``sum |W[:, j]|``. A dependency group's channel importance
+aggregates its producers' filter norms (default: sum), so a residual stage's channel
+counts the filters of every conv that writes into it.
+
+Criteria (the fraction and band are computed per group, as the paper does per layer):
+
+- :func:`band` — the paper's: with ``mu`` the mean and ``sigma`` the population standard
+  deviation of a group's importances, keep channel ``j`` iff
+  ``mu - k*sigma <= s_j <= mu + k*sigma`` (unusually weak *and* strong channels go).
+- :func:`ratio` — remove the ``floor(r * channels)`` least important channels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
 
-from tff_prune.pruning.graph import channel_paths
+L = tf.keras.layers
+AGGREGATES = {"sum": np.sum, "mean": np.mean, "max": np.max}
 
 
-def l1_filter_norms(model: tf.keras.Model) -> dict[str, np.ndarray]:
-    """L1 norm of every filter of every prunable Conv2D.
+def filter_l1(layer: tf.keras.layers.Layer) -> np.ndarray:
+    """L1 norm of each output filter of a producer layer, float64 ``(filters,)``.
 
-    Args:
-      model: a Keras model (see :func:`tff_prune.pruning.graph.channel_paths` for
-        which Conv2D layers are prunable).
-
-    Returns:
-      dict from layer name to a float64 array of shape ``(filters,)``, in model order.
+    Raises:
+      ValueError: ``layer`` is not a Conv2D, SeparableConv2D or Dense.
     """
-    out = {}
-    for name in channel_paths(model):
-        kernel = model.get_layer(name).kernel.numpy().astype(np.float64)
-        out[name] = np.abs(kernel).sum(axis=(0, 1, 2))
-    return out
+    t = type(layer)
+    if t in (L.Conv2D, L.Dense):
+        kernel = layer.kernel.numpy()
+    elif t is L.SeparableConv2D:
+        kernel = layer.pointwise_kernel.numpy()
+    else:
+        raise ValueError(f"{layer.name!r} ({t.__name__}) has no filters to score")
+    kernel = kernel.astype(np.float64)
+    return np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
 
 
 def band_keep_mask(norms: np.ndarray, k: float) -> np.ndarray:
     """Keep-mask of the band criterion ``mu - k*sigma <= s <= mu + k*sigma``.
 
     Args:
-      norms: 1-D array of filter importances, shape ``(filters,)``, finite, any float dtype.
+      norms: 1-D array of importances, shape ``(channels,)``, finite, any float dtype.
       k: band half-width in standard deviations, > 0 (paper: 2.0-2.5).
 
     Returns:
-      bool array of shape ``(filters,)``. ``sigma`` is the population standard deviation
+      bool array of shape ``(channels,)``. ``sigma`` is the population standard deviation
       (``ddof=0``), computed in float64; bounds are inclusive, with a relative slack of
-      1e-12 so equal norms (``sigma = 0``) are all kept. At least one filter is always
-      kept: if the band is empty (possible only for k < 1), the filter nearest ``mu``.
+      1e-12 so equal norms (``sigma = 0``) are all kept. At least one channel is always
+      kept: if the band is empty (possible only for k < 1), the one nearest ``mu``.
 
     Raises:
       ValueError: ``k <= 0``, ``norms`` empty, not 1-D, or not finite.
@@ -66,16 +75,66 @@ def band_keep_mask(norms: np.ndarray, k: float) -> np.ndarray:
     return keep
 
 
-def band_selection(model: tf.keras.Model, k: float) -> dict[str, np.ndarray]:
-    """Filters to keep in every prunable Conv2D under the band criterion.
+@dataclasses.dataclass(frozen=True)
+class Criterion:
+    """A rule that picks channels to remove from one group's importances.
+
+    Attributes:
+      name: 'band' or 'ratio'; value: ``k`` or ``r``.
+    """
+
+    name: str
+    value: float
+
+    def keep_mask(self, importance: np.ndarray) -> np.ndarray:
+        """Bool keep-mask ``(channels,)`` for float importances ``(channels,)``."""
+        s = np.asarray(importance, dtype=np.float64)
+        if self.name == "band":
+            return band_keep_mask(s, self.value)
+        keep = np.ones(s.shape, dtype=bool)
+        n = int(np.floor(self.value * s.size + 1e-9))
+        keep[np.argsort(s, kind="stable")[:n]] = False
+        return keep
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.value:g})"
+
+
+def band(k: float) -> Criterion:
+    """The paper's band criterion: keep channels with importance in ``[mu - k*sigma, mu + k*sigma]``.
+
+    Raises:
+      ValueError: ``k <= 0`` or not finite.
+    """
+    if not (np.isfinite(k) and k > 0):
+        raise ValueError(f"band(k) needs a finite k > 0 (paper: 2.0-2.5), got {k!r}")
+    return Criterion("band", float(k))
+
+
+def ratio(r: float) -> Criterion:
+    """Remove the fraction ``r`` of each group's channels with the lowest importance.
+
+    Raises:
+      ValueError: ``r`` outside ``[0, 1)``.
+    """
+    if not (0 <= r < 1):
+        raise ValueError(f"ratio(r) needs 0 <= r < 1 (the fraction of channels removed per group), got {r!r}")
+    return Criterion("ratio", float(r))
+
+
+def l1_filter_norms(model: tf.keras.Model) -> dict[str, np.ndarray]:
+    """L1 norm of every filter of every Conv2D / SeparableConv2D that produces a prunable group.
 
     Returns:
-      dict from layer name to the sorted int64 indices of kept filters (at least one each).
+      dict from layer name to a float64 array of shape ``(filters,)``, in model order.
     """
-    return {name: np.flatnonzero(band_keep_mask(s, k)) for name, s in l1_filter_norms(model).items()}
+    from tff_prune.pruning.graph import dependency_graph  # local: graph is the heavier module
+    names = {p for g in dependency_graph(model).groups if g.prunable for p in g.producers}
+    return {layer.name: filter_l1(layer) for layer in model.layers
+            if layer.name in names and type(layer) is not L.Dense}
 
 
 def widths_after(model: tf.keras.Model, keep: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Filter count of every prunable Conv2D after keeping ``keep`` (others unchanged)."""
-    return {name: int(len(keep[name])) if name in keep else int(model.get_layer(name).filters)
-            for name in channel_paths(model)}
+    """Filter count of every Conv2D after keeping ``keep`` (layer -> kept indices; others unchanged)."""
+    return {layer.name: int(len(keep[layer.name])) if layer.name in keep else int(layer.filters)
+            for layer in model.layers if type(layer) in (L.Conv2D, L.SeparableConv2D)}

@@ -1,0 +1,79 @@
+"""Real TFF rounds with each paper architecture: coupled groups pruned on the server, BN statistics averaged."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tff_prune import accounting
+from tff_prune.config import ExperimentConfig
+from tff_prune.federated import loop
+from tff_prune.federated.process import build_fed_avg, keras_to_model_weights
+from tff_prune.federated.variables import tff_variable_split
+from tff_prune.models import get_model
+
+pytestmark = pytest.mark.integration
+
+
+def make_config(tmp_path, **kw):
+    base = dict(rounds=2, clients_per_round=2, local_epochs=1, k=1.0, max_prune_round=1, patience=3,
+                max_clients=8, seed=3, output_dir=str(tmp_path / "run"), latency_runs=10)
+    base.update(kw)
+    return ExperimentConfig(**base)
+
+
+def test_resnet_on_celeba_prunes_residual_groups_and_averages_batchnorm(tmp_path, celeba):
+    cfg = make_config(tmp_path, dataset="celeba", model="resnet", criterion="ratio", prune_ratio=0.4, round_to=4)
+    result = loop.run(cfg, data=celeba, progress=False)
+    first, second = result.records
+    assert second["prune"]["action"] == "accepted"
+    w = second["widths"]
+    # Residual partners were pruned as one group, and every group kept a multiple of 4 channels.
+    assert w["block1_conv2"] == w["block1_shortcut"] == 12 and w["block2_conv2"] == w["block2_shortcut"] == 12
+    assert w["stem_conv"] == 12 and w["block1_conv1"] == 20 and w["block2_conv1"] == 40  # 16/32/64 - 40%, to x4
+    model = result.model
+    assert model.get_layer("block2_conv1").kernel.shape[2] == w["block1_conv2"]
+    assert model.get_layer("classifier").kernel.shape[0] == 6 * 6 * w["block2_conv2"]
+    assert second["params"] == accounting.count_params(model) < 30_626
+    # BatchNorm moving statistics came back from the clients (stock TFF FedAvg leaves them at 0 / 1).
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            assert np.abs(layer.moving_mean.numpy()).max() > 1e-3
+            assert np.abs(layer.moving_variance.numpy() - 1).max() > 1e-3
+    # ...and they travel upstream: bytes_up counts them.
+    uploaded = sum(int(np.prod(v.shape)) for v in tff_variable_split(model)[0])
+    assert second["bytes_up"] == 4 * uploaded * 2 and uploaded == accounting.count_params(model)
+    assert 0 <= second["eval_accuracy"] <= 1
+
+
+def test_inception_on_femnist_prunes_concat_branches(tmp_path, femnist):
+    cfg = make_config(tmp_path, dataset="femnist", model="inception", max_clients=20)
+    result = loop.run(cfg, data=femnist, progress=False)
+    assert result.records[1]["prune"]["action"] == "accepted"
+    w = result.records[1]["widths"]
+    branches = w["mixed1_1x1"] + w["mixed1_3x3"] + w["mixed1_5x5"]
+    assert branches < 48
+    model = result.model
+    for name in ("mixed2_1x1", "mixed2_3x3", "mixed2_5x5"):
+        assert model.get_layer(name).kernel.shape[2] == branches
+    assert model.get_layer("conv6").kernel.shape[2] == w["mixed2_1x1"] + w["mixed2_3x3"] + w["mixed2_5x5"]
+    assert result.final["flops"] < 31_010_894 and np.isfinite(result.records[-1]["train_loss"])
+
+
+def test_cnn_on_celeba_with_the_authors_reinit(tmp_path, celeba):
+    cfg = make_config(tmp_path, dataset="celeba", model="cnn", weights="reinit")
+    result = loop.run(cfg, data=celeba, progress=False)
+    assert result.records[0]["params"] == 80_930 and result.records[0]["flops"] == 152_485_804
+    assert result.records[1]["prune"]["action"] == "accepted" and result.final["params"] < 80_930
+
+
+def test_batchnorm_statistics_are_trainable_to_tff_only(celeba):
+    model = get_model("resnet", "celeba", seed=0)
+    trainable, non_trainable = tff_variable_split(model)
+    names = [v.name for v in trainable]
+    assert names[:len(model.trainable_weights)] == [v.name for v in model.trainable_weights]
+    assert {n.split("/")[-1] for n in names[len(model.trainable_weights):]} == {"moving_mean:0", "moving_variance:0"}
+    assert non_trainable == []
+    spec = celeba.client_dataset(celeba.client_ids[0], 1, 4, 0).element_spec
+    process = build_fed_avg(lambda: get_model("resnet", "celeba"), spec, 1e-3, 1.0)
+    state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+    assert len(process.get_model_weights(state).trainable) == len(trainable)

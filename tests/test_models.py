@@ -1,0 +1,60 @@
+"""The paper's architectures: exact parameter counts and FLOPs (paper notebooks and TF profiler)."""
+
+import numpy as np
+import pytest
+
+from tests.conftest import profiler_flops
+from tff_prune import accounting, pruning
+from tff_prune.models import get_model
+
+# Authors' public notebooks (issue 6 table): parameters and TF-profiler FLOPs of the full models.
+PAPER = {
+    ("cnn", "femnist"): (56_126, 7_529_588),
+    ("cnn", "celeba"): (80_930, 152_485_804),
+    ("resnet", "celeba"): (30_626, 5_234_332),
+    ("resnet", "femnist"): (33_214, None),
+    ("inception", "celeba"): (243_752, 324_044_726),
+    ("inception", "femnist"): (246_236, 31_010_894),
+}
+
+
+@pytest.mark.parametrize("name, dataset", sorted(PAPER))
+def test_parameters_and_flops_match_the_paper_and_the_profiler(name, dataset):
+    model = get_model(name, dataset, seed=0)
+    params, flops = PAPER[(name, dataset)]
+    assert accounting.count_params(model) == params
+    if flops is not None:
+        assert accounting.count_flops(model) == flops
+    assert accounting.count_flops(model) == profiler_flops(model)
+    # Pruned through coupled groups: accounting still agrees with the profiler.
+    pruned = pruning.prune_model(model, pruning.plan(model, pruning.ratio(0.45), round_to=2))
+    assert accounting.count_flops(pruned) == profiler_flops(pruned) < accounting.count_flops(model)
+
+
+def test_celeba_cnn_parameters_follow_its_formula_at_any_widths():
+    # 5x5 convs (3 input channels first), 84 -> 42 -> 21 -> 10 -> 5 after four pools, Flatten 5*5*w4 -> 2.
+    def celeba_cnn_params(w):
+        convs = sum(25 * a * b + b for a, b in zip((3,) + tuple(w[:-1]), w))
+        return convs + 25 * w[-1] * 2 + 2
+    for widths in [(32, 32, 32, 32), (7, 9, 11, 5), (1, 1, 1, 1)]:
+        model = get_model("cnn", "celeba", widths=widths)
+        assert accounting.count_params(model) == celeba_cnn_params(widths)
+
+
+@pytest.mark.parametrize("name, widths", [("cnn", (0, 2)), ("resnet", (16, 32)), ("inception", (32,) * 8)])
+def test_bad_widths_are_rejected(name, widths):
+    with pytest.raises(ValueError, match="positive"):
+        get_model(name, "femnist", widths=widths)
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        get_model("vgg", "femnist")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        get_model("cnn", "cifar")
+
+
+def test_seeded_models_are_reproducible():
+    a, b = get_model("inception", "celeba", seed=5), get_model("inception", "celeba", seed=5)
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)

@@ -1,0 +1,119 @@
+"""What every data set here shares: the FederatedData handle, errors, and the offline SQLite cache.
+
+TFF 0.87's loaders (``emnist.load_data``, ``celeba.load_data``) read ``<cache_dir>/<name>.sqlite``
+without network access when that file exists (``SqlClientData`` layout: tables
+``examples(split_name, client_id, serialized_example_proto)`` and
+``client_metadata(client_id, split_name, num_examples)``). :func:`write_sqlite` builds such a
+file atomically (temporary file in the same folder + ``os.replace``), so an interrupted build
+leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sqlite3
+import tempfile
+from typing import Callable, Iterable, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+CACHE_DIR_ENV = "TFF_PRUNE_CACHE_DIR"
+
+
+class DataError(RuntimeError):
+    """A data file is missing or corrupt. The message says where we looked and the fix."""
+
+
+def default_cache_root() -> str:
+    """Root folder for built SQLite caches: ``$TFF_PRUNE_CACHE_DIR`` or ``~/.cache/tff_prune``."""
+    return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "tff_prune")
+
+
+def file_digest(path: str) -> str:
+    """First 16 hex digits of the SHA-256 of a file (names a cache built from it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def write_sqlite(db_path: str, splits: Iterable[tuple[str, str, Sequence[bytes]]]) -> None:
+    """Writes a TFF ``SqlClientData`` file atomically.
+
+    Args:
+      db_path: final path (its folder must exist).
+      splits: ``(split_name, client_id, serialized tf.train.Example protos)`` triples.
+    """
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(db_path) + ".", suffix=".tmp",
+                               dir=os.path.dirname(db_path))
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp)
+        con.execute("CREATE TABLE examples (split_name TEXT NOT NULL, client_id TEXT NOT NULL, "
+                    "serialized_example_proto BLOB NOT NULL)")
+        con.execute("CREATE TABLE client_metadata (client_id TEXT NOT NULL, split_name TEXT NOT NULL, "
+                    "num_examples INTEGER NOT NULL)")
+        for split, cid, protos in splits:
+            protos = list(protos)
+            con.executemany("INSERT INTO examples VALUES (?, ?, ?)", ((split, cid, p) for p in protos))
+            con.execute("INSERT INTO client_metadata VALUES (?, ?, ?)", (cid, split, len(protos)))
+        con.execute("CREATE INDEX examples_client_split ON examples (client_id, split_name)")
+        con.commit()
+        con.close()
+        os.replace(tmp, db_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@dataclasses.dataclass
+class FederatedData:
+    """Client-partitioned data as TFF ``ClientData`` plus a central test set.
+
+    Attributes:
+      train: TFF ``ClientData`` of training examples (elements as TFF's loader gives them).
+      test: TFF ``ClientData`` of test examples.
+      client_ids: sorted training client ids in use (after ``max_clients``).
+      preprocess_fn: maps one TFF element to ``(x float32, y int32 scalar)``.
+      test_client_ids: clients whose test examples form the test set (default: ``client_ids``;
+        CelebA split by clients has its own test celebrities).
+      name: data set name (``femnist``, ``celeba``).
+    """
+
+    train: object
+    test: object
+    client_ids: list[str]
+    preprocess_fn: Callable
+    test_client_ids: Optional[list[str]] = None
+    name: str = ""
+
+    def client_dataset(self, client_id: str, local_epochs: int, batch_size: int, seed: int) -> tf.data.Dataset:
+        """Training ``tf.data`` for one client: shuffle(seeded) -> repeat(local_epochs) -> batch.
+
+        Elements are ``(x, y)``: x float32 ``(batch, H, W, C)``, y int32 ``(batch,)``.
+        """
+        ds = self.train.create_tf_dataset_for_client(client_id).map(self.preprocess_fn)
+        return ds.shuffle(512, seed=seed, reshuffle_each_iteration=True).repeat(local_epochs).batch(batch_size)
+
+    def num_examples(self, client_id: str) -> int:
+        """Number of training examples of one client."""
+        return int(self.train.create_tf_dataset_for_client(client_id).reduce(0, lambda n, _: n + 1))
+
+    def test_arrays(self, client_ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Union of the test examples of ``client_ids`` (default: the test clients) as numpy.
+
+        Returns:
+          x float32 ``(M, H, W, C)`` and y int32 ``(M,)``.
+        """
+        if client_ids is not None:
+            ids = list(client_ids)
+        else:
+            ids = self.test_client_ids if self.test_client_ids is not None else self.client_ids
+        ds = tf.data.Dataset.from_tensor_slices(ids).flat_map(self.test.serializable_dataset_fn)
+        ds = ds.map(self.preprocess_fn).batch(1024)
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+        return np.concatenate(xs), np.concatenate(ys)

@@ -1,0 +1,92 @@
+"""Per-layer weight slicing and zeroing for removed channels (used by plans and surgery).
+
+A layer sees removed channels through two bool keep-masks over the last axis: of its
+input tensor (``in_keep``) and of its output tensor (``out_keep``). Weight layouts are
+Keras' (``tf.keras.layers`` docs): Conv2D kernel ``(kh, kw, c_in, c_out)``, Dense kernel
+``(c_in, c_out)``, SeparableConv2D depthwise ``(kh, kw, c_in, m)`` and pointwise
+``(1, 1, c_in*m, c_out)``, DepthwiseConv2D kernel ``(kh, kw, c_in, m)`` with bias
+``(c_in*m,)`` (output channel ``c*m + j`` comes from input channel ``c``),
+BatchNormalization vectors ``(c,)``, PReLU alpha ``input_shape[1:]`` (shared axes 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tff_prune.pruning.graph import UnsupportedLayerError
+
+L = tf.keras.layers
+
+
+def _var_name(variable) -> str:
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def slice_weights(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: np.ndarray) -> list[np.ndarray]:
+    """The layer's weights (``get_weights()`` order) restricted to the kept channels.
+
+    Args:
+      layer: a built Keras layer.
+      in_keep: bool ``(c_in,)`` keep-mask of its input channels (all True if untouched).
+      out_keep: bool ``(c_out,)`` keep-mask of its output channels.
+
+    Returns:
+      list of numpy arrays, the same dtypes, shapes reduced on the channel axes.
+
+    Raises:
+      UnsupportedLayerError: a layer with weights whose channels the engine cannot slice
+        (it should have been a barrier).
+    """
+    w = layer.get_weights()
+    if not w or (in_keep.all() and out_keep.all()):
+        return w
+    t = type(layer)
+    if t in (L.Conv2D, L.Dense):
+        kernel = np.compress(out_keep, np.compress(in_keep, w[0], axis=-2), axis=-1)
+        return [kernel] + [b[out_keep] for b in w[1:]]
+    if t is L.SeparableConv2D:
+        m = layer.depth_multiplier
+        depthwise = np.compress(in_keep, w[0], axis=2)
+        pointwise = np.compress(out_keep, np.compress(np.repeat(in_keep, m), w[1], axis=2), axis=3)
+        return [depthwise, pointwise] + [b[out_keep] for b in w[2:]]
+    if t is L.DepthwiseConv2D:
+        return [np.compress(in_keep, w[0], axis=2)] + [b[out_keep] for b in w[1:]]
+    if t is L.BatchNormalization:
+        return [v[in_keep] for v in w]
+    if t is L.PReLU:
+        return [a if a.shape[-1] == 1 else np.compress(in_keep, a, axis=-1) for a in w]
+    raise UnsupportedLayerError(f"cannot slice the weights of {layer.name!r} ({t.__name__})")
+
+
+def zero_removed(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: np.ndarray) -> None:
+    """Zeroes, in place, the weights that produce the removed channels of ``layer``.
+
+    Producers (Conv2D, SeparableConv2D, Dense): the removed filters' kernel slices and
+    biases. DepthwiseConv2D: the removed channels' kernel slices and biases.
+    BatchNormalization: gamma and beta of removed channels (and the moving mean when the
+    layer has no gamma), so its output is exactly 0 there in inference. Others: nothing.
+    """
+    t = type(layer)
+    drop_out, drop_in = ~out_keep, ~in_keep
+    if not layer.weights or not (drop_out.any() or drop_in.any()):
+        return
+    w = layer.get_weights()
+    if t in (L.Conv2D, L.Dense) and drop_out.any():
+        w[0][..., drop_out] = 0
+        for b in w[1:]:
+            b[drop_out] = 0
+    elif t is L.SeparableConv2D and drop_out.any():
+        w[1][..., drop_out] = 0
+        for b in w[2:]:
+            b[drop_out] = 0
+    elif t is L.DepthwiseConv2D:
+        w[0][:, :, drop_in, :] = 0
+        for b in w[1:]:
+            b[drop_out] = 0
+    elif t is L.BatchNormalization:
+        names = [_var_name(v) for v in layer.weights]
+        for value, name in zip(w, names):
+            if name in ("gamma", "beta") or (name == "moving_mean" and not layer.scale):
+                value[drop_in] = 0
+    layer.set_weights(w)
