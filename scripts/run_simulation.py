@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounds without a parameter drop before pruning stops (paper: 3)")
     g.add_argument("--weights", choices=("inherit", "reinit"), default=d["weights"].default,
                    help="survivors keep their weights (inherit) or restart from fresh init (reinit, the authors')")
+    g = p.add_argument_group("distributed (TFF's remote runtime)")
+    g.add_argument("--workers", default=None,
+                   help="host:port,host:port of TFF workers (scripts/run_worker.py); clients are split across them "
+                        "each round. Default: TFF's local runtime")
+    g.add_argument("--round-timeout", type=float, default=d["round_timeout"].default,
+                   help="seconds a round may take on the workers before the run stops naming the silent worker "
+                        "(default %(default)s)")
     g = p.add_argument_group("outputs")
     g.add_argument("--output-dir", default=d["output_dir"].default, help="where results go")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last round")
@@ -96,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         output_dir=os.path.abspath(args.output_dir), data_dir=resolve_data_dir(args.data_dir),
         femnist_crop=args.femnist_crop, celeba_attribute=args.celeba_attribute, max_clients=args.max_clients,
         latency_runs=args.latency_runs,
-        qat_rounds=args.qat_rounds)
+        qat_rounds=args.qat_rounds, workers=args.workers, round_timeout=args.round_timeout)
 
 
 def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("float32",), test_y=None) -> dict:
@@ -226,6 +233,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tff_prune.data import DataError
     from tff_prune.federated import loop
     from tff_prune.federated.checkpoint import CheckpointError
+    from tff_prune.federated.distributed import WorkerError
     from tff_prune.federated.process import stop_worker_processes
 
     try:
@@ -238,6 +246,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    except WorkerError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        stop_worker_processes()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(4)  # TFF's threads may still be retrying the dead worker; do not wait for them
     finally:
         stop_worker_processes()
     _print_summary(summary)

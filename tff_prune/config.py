@@ -40,6 +40,23 @@ def resolve_data_dir(flag_value: Optional[str]) -> str:
     return os.path.normpath(DEFAULT_DATA_DIR)
 
 
+def parse_workers(spec: str) -> list[str]:
+    """``"host1:port,host2:port"`` (``--workers``) -> list of addresses.
+
+    Raises:
+      ValueError: empty list, a missing or non-numeric port, or a duplicate address.
+    """
+    out = []
+    for item in (s.strip() for s in spec.split(",")):
+        host, sep, port = item.rpartition(":")
+        if not item or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{item!r} is not host:port (e.g. 10.0.0.5:8000)")
+        if item in out:
+            raise ValueError(f"worker {item} is listed twice")
+        out.append(item)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """All settings of one simulation (see ``scripts/run_simulation.py --help``).
@@ -70,6 +87,10 @@ class ExperimentConfig:
       femnist_crop: apply the authors' crop ``[5:20, 5:20]`` resized back to 28x28.
       max_clients: use only the first N writers (None: all); for quick runs and tests.
       latency_runs: timed TFLite invokes for the host latency of the final model.
+      workers: ``"host1:port,host2:port"`` of running TFF workers (``scripts/run_worker.py``);
+        None runs on TFF's local runtime.
+      round_timeout: seconds a round may take on the workers before the run stops with an
+        error naming the round and the workers that did not answer.
       qat_rounds: the last N rounds train the tfmot quantization-aware version of the final
         architecture in TFF (0: no QAT). Pruning stops when they start.
     """
@@ -100,6 +121,8 @@ class ExperimentConfig:
     max_clients: Optional[int] = None
     latency_runs: int = 200
     qat_rounds: int = 0
+    workers: Optional[str] = None
+    round_timeout: float = 600.0
 
     def __post_init__(self):
         self.validate()
@@ -153,6 +176,13 @@ class ExperimentConfig:
         if self.max_clients is not None and self.clients_per_round > self.max_clients:
             fail("clients-per-round", f"{self.clients_per_round} clients per round but --max-clients is "
                  f"{self.max_clients}; lower --clients-per-round or raise --max-clients")
+        if self.workers is not None:
+            try:
+                parse_workers(self.workers)
+            except ValueError as e:
+                fail("workers", f"{e}; give host:port,host:port of workers started with scripts/run_worker.py")
+        if not (self.round_timeout > 0):
+            fail("round-timeout", f"must be > 0 seconds, got {self.round_timeout!r}")
         if not self.output_dir:
             fail("output-dir", "must not be empty")
 
@@ -177,7 +207,7 @@ class ExperimentConfig:
         return cls(**d)
 
     # Fields that may differ between an interrupted run and its --resume.
-    RESUMABLE_CHANGES = ("rounds", "output_dir", "data_dir", "latency_runs")
+    RESUMABLE_CHANGES = ("rounds", "output_dir", "data_dir", "latency_runs", "workers", "round_timeout")
 
     def resume_mismatches(self, saved: "ExperimentConfig") -> list[str]:
         """Lists flags whose value differs from the checkpointed run (excluding rounds, paths)."""

@@ -8,7 +8,9 @@ Per round ``r = 1..R``:
    controller accepts it iff the parameter count strictly drops; an accepted prune gets
    a new LearningProcess whose state receives the weights with ``set_model_weights``;
 1. sample ``clients_per_round`` clients (a pure function of ``(seed, r)``);
-2. ``process.next`` runs FedAvg on their ``tf.data`` pipelines (TFF C++ runtime);
+2. ``process.next`` runs FedAvg on their ``tf.data`` pipelines (TFF's local C++ runtime), or,
+   with ``--workers``, on remote ``worker_binary`` processes that build the clients' datasets
+   from client keys themselves (``distributed.py``), under ``--round-timeout``;
 3. the aggregated global weights are evaluated on the central test set
    (every ``eval_every`` rounds and at round R);
 4. with ``--qat-rounds N``, at the start of round ``R - N + 1`` pruning ends and the
@@ -33,7 +35,7 @@ from tff_prune import accounting, pruning, report
 from tff_prune import data as datasets
 from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.data import FederatedData
-from tff_prune.federated import checkpoint
+from tff_prune.federated import checkpoint, distributed
 from tff_prune.federated.process import assign_model_weights, build_fed_avg, keras_to_model_weights
 from tff_prune.federated.qat import is_qat_model, quantize
 from tff_prune.federated.variables import tff_variable_split
@@ -172,9 +174,29 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
 
     test_x, test_y = data.test_arrays()
     element_spec = data.client_dataset(data.client_ids[0], 1, config.batch_size, 0).element_spec
-    process = build_fed_avg(_builder(float_arch, qat=is_qat_model(model)), element_spec, config.client_lr,
-                            config.server_lr)
-    state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+    cluster = distributed.default_cluster(config.workers, config.round_timeout)
+    client_data_fn = None if cluster is None else distributed.dataset_computation(
+        data.train, data.preprocess_fn, config.local_epochs, config.batch_size)
+
+    sizes_cache: dict = {}
+
+    def client_sizes(cid):
+        if cid not in sizes_cache:
+            sizes_cache[cid] = data.num_examples(cid)
+        return sizes_cache[cid]
+
+    def call(fn, what):
+        return fn() if cluster is None else cluster.call(fn, what)
+
+    def new_process(builder, r):
+        """A LearningProcess for the architecture, holding the current global weights."""
+        p = build_fed_avg(builder, element_spec, config.client_lr, config.server_lr)
+        if cluster is not None:
+            p = distributed.compose(p, client_data_fn)
+        weights = keras_to_model_weights(model)
+        return p, call(lambda: p.set_model_weights(p.initialize(), weights), f"round {r} (new process)")
+
+    process, state = new_process(_builder(float_arch, qat=is_qat_model(model)), start)
     _compile(model)
     qat_start = config.rounds - config.qat_rounds + 1 if config.qat_rounds else None
 
@@ -194,8 +216,7 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
             if decision.action == "accepted":
                 model = float_arch = _compile(proposal)
                 summary = accounting.summarize(model)
-                process = build_fed_avg(_builder(model), element_spec, config.client_lr, config.server_lr)
-                state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+                process, state = new_process(_builder(model), r)
         else:
             reason = None
             if not config.prune:
@@ -209,9 +230,7 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
             decision = controller.skipped(r, summary["params"], summary["widths"], reason)
         if in_qat and not is_qat_model(model):
             model = _compile(quantize(model))
-            process = build_fed_avg(_builder(float_arch, qat=True), element_spec, config.client_lr,
-                                    config.server_lr)
-            state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+            process, state = new_process(_builder(float_arch, qat=True), r)
             log.info("round %d: quantization-aware training starts (last %d rounds)", r, config.qat_rounds)
         if decision.action != "skipped" or decision.stopped != prev_stopped:
             log.info("round %d: prune %s (%s); widths %s", r, decision.action, decision.reason,
@@ -219,12 +238,17 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         prev_stopped = decision.stopped
 
         clients = sample_clients(data.client_ids, config.clients_per_round, config.seed, r)
-        datasets = [data.client_dataset(cid, config.local_epochs, config.batch_size,
-                                        derive_seed(config.seed, r, data.client_ids.index(cid)))
-                    for cid in clients]
-        result = process.next(state, datasets)
+        seeds = [derive_seed(config.seed, r, data.client_ids.index(cid)) for cid in clients]
+        if cluster is None:
+            round_data = [data.client_dataset(cid, config.local_epochs, config.batch_size, seed)
+                          for cid, seed in zip(clients, seeds)]
+        else:  # the workers build the datasets from the keys; even work per worker
+            keys = [distributed.client_key(cid, seed) for cid, seed in zip(clients, seeds)]
+            round_data = distributed.balanced_order(keys, [client_sizes(cid) for cid in clients],
+                                                    len(cluster.workers))
+        result = call(lambda: process.next(state, round_data), f"round {r}")
         state = result.state
-        assign_model_weights(process.get_model_weights(state), model)
+        assign_model_weights(call(lambda: process.get_model_weights(state), f"round {r}"), model)
         record = {"round": r, **_train_metrics(result.metrics), "qat": in_qat}
         if r % config.eval_every == 0 or r == config.rounds:
             loss, acc = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Reproduce the paper's experiments: FedAvg vs automatic pruning (reinit, inherit, inherit + round-to 8).
+
+Example:
+  .venv/bin/python scripts/reproduce.py --experiment femnist_cnn
+  .venv/bin/python scripts/reproduce.py --experiment all
+  .venv/bin/python scripts/make_results.py          # docs/RESULTS.md from results/*/
+
+Each experiment runs four simulations on the same seed and therefore the same sampled clients:
+``fedavg`` (--no-prune), ``reinit`` (the authors' fresh weights after each prune), ``inherit`` (survivors
+keep their weights) and ``inherit_round8`` (inherit, every group a multiple of 8 channels). The authors' k,
+5 local epochs, batch 32 and client Adam 1e-3 are kept; rounds, clients per round and the last prune round
+are scaled to fit about an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 = 10%
+of the rounds). Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json,
+metrics.jsonl, models, plots) and results/<experiment>/experiment.json. Re-running skips finished runs and
+resumes interrupted ones (--resume), so the script can be stopped at any time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from typing import Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tff_prune.report import write_json  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One row of the paper's table and our scaled settings.
+
+    Attributes:
+      dataset, model, k: the paper's. rounds, clients_per_round, max_prune_round: ours (scaled; see module doc).
+      paper: the authors' numbers (final-round test accuracy, parameters and TF-profiler FLOPs).
+    """
+
+    dataset: str
+    model: str
+    k: float
+    rounds: int
+    clients_per_round: int
+    max_prune_round: int
+    paper: dict
+
+
+EXPERIMENTS = {
+    "femnist_cnn": Experiment("femnist", "cnn", 2.2, 100, 10, 10, dict(
+        rounds=500, clients_per_round="50 (baseline 10)", baseline_acc=74.78, pruned_acc=71.55,
+        params=(56_126, 21_488), flops=(7_529_588, 2_860_280))),
+    "celeba_cnn": Experiment("celeba", "cnn", 2.0, 60, 10, 6, dict(
+        rounds=500, clients_per_round=50, baseline_acc=95.87, pruned_acc=92.60,
+        params=(80_930, 10_998), flops=(152_485_804, 29_582_906))),
+    "celeba_resnet": Experiment("celeba", "resnet", 2.0, 100, 10, 10, dict(
+        rounds=500, clients_per_round=50, baseline_acc=89.51, pruned_acc=85.83,
+        params=(30_626, 6_791), flops=(5_234_332, 1_610_012))),
+    "celeba_inception": Experiment("celeba", "inception", 2.4, 30, 10, 3, dict(
+        rounds=500, clients_per_round=50, baseline_acc=86.81, pruned_acc=72.11,
+        params=(243_752, 127_080), flops=(324_044_726, 171_728_949),
+        note="k=2.5 gave 88.06%, 137,294 parameters, 199,695,684 FLOPs")),
+    "femnist_inception": Experiment("femnist", "inception", 2.5, 60, 10, 6, dict(
+        rounds=500, clients_per_round=10, baseline_acc=82.20, pruned_acc=80.74,
+        params=(246_236, 84_719), flops=(31_010_894, 12_853_746))),
+}
+RUNS = {
+    "fedavg": ["--no-prune"],
+    "reinit": ["--weights", "reinit"],
+    "inherit": ["--weights", "inherit"],
+    "inherit_round8": ["--weights", "inherit", "--round-to", "8"],
+}
+
+
+def run_args(exp: Experiment, run: str, out: str, seed: int, rounds: Optional[int]) -> list[str]:
+    """run_simulation.py flags of one run."""
+    return ["--dataset", exp.dataset, "--model", exp.model, "--k", str(exp.k),
+            "--rounds", str(rounds or exp.rounds), "--clients-per-round", str(exp.clients_per_round),
+            "--max-prune-round", str(exp.max_prune_round), "--local-epochs", "5", "--batch-size", "32",
+            "--client-lr", "1e-3", "--seed", str(seed), "--tflite-variants", "float32,int8",
+            "--output-dir", out, "--quiet", *RUNS[run]]
+
+
+def run_one(exp: Experiment, name: str, run: str, results: str, seed: int, rounds: Optional[int],
+            data_dir: Optional[str]) -> str:
+    """Runs (or resumes, or skips) one simulation; returns 'done', 'skipped' or raises on failure."""
+    out = os.path.join(results, name, run)
+    if os.path.isfile(os.path.join(out, "summary.json")):
+        return "skipped"
+    args = run_args(exp, run, out, seed, rounds) + (["--data-dir", data_dir] if data_dir else [])
+    args += ["--resume"] if os.path.isfile(os.path.join(out, "checkpoint.npz")) else ["--overwrite"]
+    os.makedirs(out, exist_ok=True)
+    log = os.path.join(out, "run.log")
+    t0 = time.time()
+    with open(log, "a") as f:  # a file, never a pipe: TFF's worker processes could hold it open
+        rc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "run_simulation.py"), *args],
+                            stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    if rc != 0:
+        raise RuntimeError(f"{name}/{run} failed (exit {rc}); see {log}. Re-run this command to resume it.")
+    print(f"  {name}/{run}: {time.time() - t0:.0f} s", flush=True)
+    return "done"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the requested experiments; returns 0, or 2 on bad flags / a failed run."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--experiment", required=True, help=f"one of {', '.join(EXPERIMENTS)}, or all")
+    p.add_argument("--runs", default=",".join(RUNS), help="subset of runs (comma list)")
+    p.add_argument("--rounds", type=int, default=None, help="override the experiment's rounds (shorter trials)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", default=os.path.join(ROOT, "results"), help="results folder")
+    p.add_argument("--data-dir", default=None, help="folder with the packed data (default ../shared/data)")
+    args = p.parse_args(argv)
+    names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
+    if any(n not in EXPERIMENTS for n in names):
+        p.error(f"--experiment: unknown {args.experiment!r}; choose one of {', '.join(EXPERIMENTS)} or all")
+    runs = args.runs.split(",")
+    if any(r not in RUNS for r in runs):
+        p.error(f"--runs: choose from {', '.join(RUNS)}")
+    if args.rounds is not None and args.rounds < 2:
+        p.error("--rounds: must be >= 2")
+    from tqdm import tqdm
+
+    for name in names:
+        exp = EXPERIMENTS[name]
+        write_json(os.path.join(args.results, name, "experiment.json"),
+                   {"name": name, **dataclasses.asdict(exp), "rounds": args.rounds or exp.rounds,
+                    "seed": args.seed, "runs": {r: RUNS[r] for r in runs}})
+        for run in tqdm(runs, desc=name, unit="run"):
+            try:
+                run_one(exp, name, run, args.results, args.seed, args.rounds, args.data_dir)
+            except RuntimeError as e:
+                print(f"{p.prog}: error: {e}", file=sys.stderr)
+                return 2
+    print("results in", args.results, "- now: .venv/bin/python scripts/make_results.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
