@@ -109,6 +109,9 @@ def render(results: str, output: str) -> str:
         parts.append(f"{exp['dataset']} / {exp['model']}, k = {exp['k']}, {exp['rounds']} rounds, "
                      f"{exp['clients_per_round']} clients per round, prunes allowed on the aggregates of rounds "
                      f"1..{exp['max_prune_round']}, seed {exp['seed']}; the four runs sample the same clients.\n")
+        if exp.get("planned_rounds", exp["rounds"]) > exp["rounds"]:
+            parts.append(f"**Trial length:** {exp['rounds']} of the planned {exp['planned_rounds']} rounds "
+                         f"(`reproduce.py --rounds`); not a reproduction yet.\n")
         parts.append(table(entry))
         if exp["paper"].get("note"):
             parts.append(f"Authors' note: {exp['paper']['note']}.\n")

@@ -76,11 +76,18 @@ RUNS = {
 }
 
 
+def prune_window(exp: Experiment, rounds: Optional[int]) -> int:
+    """Last prunable round: the experiment's, scaled with a --rounds override (the paper's 10% of the rounds)."""
+    if rounds is None:
+        return exp.max_prune_round
+    return max(1, round(exp.max_prune_round * rounds / exp.rounds))
+
+
 def run_args(exp: Experiment, run: str, out: str, seed: int, rounds: Optional[int]) -> list[str]:
     """run_simulation.py flags of one run."""
     return ["--dataset", exp.dataset, "--model", exp.model, "--k", str(exp.k),
             "--rounds", str(rounds or exp.rounds), "--clients-per-round", str(exp.clients_per_round),
-            "--max-prune-round", str(exp.max_prune_round), "--local-epochs", "5", "--batch-size", "32",
+            "--max-prune-round", str(prune_window(exp, rounds)), "--local-epochs", "5", "--batch-size", "32",
             "--client-lr", "1e-3", "--seed", str(seed), "--tflite-variants", "float32,int8",
             "--output-dir", out, "--quiet", *RUNS[run]]
 
@@ -128,7 +135,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in names:
         exp = EXPERIMENTS[name]
         write_json(os.path.join(args.results, name, "experiment.json"),
-                   {"name": name, **dataclasses.asdict(exp), "rounds": args.rounds or exp.rounds,
+                   {"name": name, **dataclasses.asdict(exp), "planned_rounds": exp.rounds,
+                    "rounds": args.rounds or exp.rounds,
+                    "max_prune_round": prune_window(exp, args.rounds),
                     "seed": args.seed, "runs": {r: RUNS[r] for r in runs}})
         for run in tqdm(runs, desc=name, unit="run"):
             try:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tff_prune import pruning
+from tests.conftest import profiler_flops
+from tff_prune import accounting, pruning
 from tff_prune.accounting import count_params
 from tff_prune.models import get_model
 
@@ -121,7 +122,10 @@ def test_keras_applications_pruned_equal_masked(builder):
     x = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
     plan = pruning.plan(model, pruning.ratio(0.3), round_to=4)
     assert all(g.kept % 4 == 0 or g.kept == g.channels for g in plan.groups)
-    assert_equivalent(model, plan, x)
+    pruned = assert_equivalent(model, plan, x)
+    # FLOPs accounting covers every layer type here, in the TF profiler's convention.
+    assert accounting.count_flops(model) == profiler_flops(model)
+    assert accounting.count_flops(pruned) == profiler_flops(pruned)
 
 
 def test_sequential_models_and_separable_convs():
