@@ -69,7 +69,8 @@ def test_two_workers_give_the_single_machine_result(tmp_path, workers):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
-def test_dead_worker_is_named_within_the_deadline_and_resume_continues(tmp_path, workers):
+def run_until_round_one_then(sig, tmp_path, workers):
+    """Starts a 3-round run on both workers; after round 1 lands, sends ``sig`` to the second worker."""
     ports, procs = workers
     addrs = ",".join(f"127.0.0.1:{p}" for p in ports)
     out = str(tmp_path / "run")
@@ -83,11 +84,16 @@ def test_dead_worker_is_named_within_the_deadline_and_resume_continues(tmp_path,
         if os.path.exists(metrics) and sum(1 for _ in open(metrics)) >= 1:
             break
         time.sleep(0.2)
-    procs[ports[1]].send_signal(signal.SIGKILL)  # dies after round 1
-    killed_at = time.monotonic()
+    procs[ports[1]].send_signal(sig)
+    signalled_at = time.monotonic()
     rc = run.wait(timeout=200)
-    elapsed = time.monotonic() - killed_at
-    log = open(log_path).read()
+    elapsed = time.monotonic() - signalled_at
+    return rc, elapsed, open(log_path).read(), out, addrs, metrics
+
+
+def test_dead_worker_is_named_within_the_deadline_and_resume_continues(tmp_path, workers):
+    ports, procs = workers
+    rc, elapsed, log, out, addrs, metrics = run_until_round_one_then(signal.SIGKILL, tmp_path, workers)
     assert rc == 4, log
     assert elapsed < 30 + 60, f"the error took {elapsed:.0f} s"
     assert f"127.0.0.1:{ports[1]}" in log and "round 2" in log and "--resume" in log
@@ -99,6 +105,18 @@ def test_dead_worker_is_named_within_the_deadline_and_resume_continues(tmp_path,
     rc, log = simulate(COMMON + ["--workers", addrs, "--output-dir", out, "--resume"])
     assert rc == 0, log
     assert [json.loads(x)["round"] for x in open(metrics)] == [1, 2, 3]
+
+
+def test_frozen_worker_is_named_within_the_deadline(tmp_path, workers):
+    ports, procs = workers
+    try:
+        rc, elapsed, log, *_ = run_until_round_one_then(signal.SIGSTOP, tmp_path, workers)
+    finally:
+        procs[ports[1]].send_signal(signal.SIGCONT)
+    assert rc == 4, log
+    assert elapsed < 30 + 60, f"the error took {elapsed:.0f} s"
+    assert "round 2" in log and "no result within --round-timeout 30 s" in log and f"127.0.0.1:{ports[1]}" in log
+    assert f"127.0.0.1:{ports[0]}" not in log.split("still waiting on worker(s)")[1].split("(")[0]
 
 
 def test_worker_down_at_start_is_named(tmp_path):
