@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import functools
 import os
-import zipfile
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tff_prune.config import DATA_DIR_ENV
-from tff_prune.data.client_data import DataError, FederatedData, default_cache_root, file_digest, write_sqlite
+from tff_prune.data.client_data import (DataError, FederatedData, default_cache_root, file_digest, fix_hint,
+                                        packed_file, read_npz, write_sqlite)
 
 PACKED_FILE = "celeba_wild_crops84_276ids.npz"
 SQLITE_FILE = "celeba.sqlite"  # the name TFF's celeba.load_data looks for
@@ -51,17 +50,9 @@ def attribute_names() -> list[str]:
     return list(tff_celeba.ATTRIBUTE_NAMES)
 
 
-def _fix_hint(data_dir: str) -> str:
-    return (f"Put {PACKED_FILE} in {data_dir}, or pass --data-dir DIR (or set {DATA_DIR_ENV}=DIR) "
-            f"to the folder that holds it (the project expects ../shared/data beside the checkout).")
-
-
 def packed_path(data_dir: str) -> str:
     """Path of the packed CelebA file in ``data_dir``; raises DataError if absent."""
-    path = os.path.join(data_dir, PACKED_FILE)
-    if not os.path.isfile(path):
-        raise DataError(f"CelebA data not found: looked for {path}. {_fix_hint(data_dir)}")
-    return path
+    return packed_file(data_dir, PACKED_FILE, "CelebA")
 
 
 def load_packed(data_dir: str) -> dict[str, np.ndarray]:
@@ -75,18 +66,7 @@ def load_packed(data_dir: str) -> dict[str, np.ndarray]:
       DataError: file missing, not a valid ``.npz``, keys missing, or shapes inconsistent.
     """
     path = packed_path(data_dir)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _REQUIRED_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"CelebA data file {path} is corrupt: missing arrays {missing}. "
-                                f"Replace it with a good copy. {_fix_hint(data_dir)}")
-            arrays = {k: z[k] for k in _REQUIRED_KEYS}
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DataError(f"CelebA data file {path} is corrupt or unreadable ({type(e).__name__}: {e}). "
-                        f"Replace it with a good copy. {_fix_hint(data_dir)}") from e
+    arrays = read_npz(path, _REQUIRED_KEYS, "CelebA", data_dir)
     n, off = len(arrays["celeb_id"]), arrays["jpeg_offsets"]
     ok = (off.shape == (n + 1,) and off[0] == 0 and off[-1] == len(arrays["jpeg_bytes"])
           and np.all(np.diff(off) > 0) and arrays["attributes_pm1"].shape == (n, len(arrays["attribute_names"]))
@@ -94,7 +74,7 @@ def load_packed(data_dir: str) -> dict[str, np.ndarray]:
     if not ok:
         raise DataError(f"CelebA data file {path} is corrupt: inconsistent arrays (offsets {off.shape}, "
                         f"attributes {arrays['attributes_pm1'].shape} for {n} images). "
-                        f"Replace it with a good copy. {_fix_hint(data_dir)}")
+                        f"Replace it with a good copy. {fix_hint(PACKED_FILE, data_dir)}")
     return arrays
 
 

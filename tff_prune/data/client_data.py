@@ -15,16 +15,54 @@ import hashlib
 import os
 import sqlite3
 import tempfile
+import zipfile
 from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from tff_prune.config import DATA_DIR_ENV
 
 CACHE_DIR_ENV = "TFF_PRUNE_CACHE_DIR"
 
 
 class DataError(RuntimeError):
     """A data file is missing or corrupt. The message says where we looked and the fix."""
+
+
+def fix_hint(filename: str, data_dir: str) -> str:
+    """How to point the project at a packed data file (the sentence every data error ends with)."""
+    return (f"Put {filename} in {data_dir}, or pass --data-dir DIR (or set {DATA_DIR_ENV}=DIR) "
+            f"to the folder that holds it (the project expects ../shared/data beside the checkout).")
+
+
+def packed_file(data_dir: str, filename: str, what: str) -> str:
+    """Path of packed data file ``filename`` in ``data_dir``; raises DataError naming ``what`` if absent."""
+    path = os.path.join(data_dir, filename)
+    if not os.path.isfile(path):
+        raise DataError(f"{what} data not found: looked for {path}. {fix_hint(filename, data_dir)}")
+    return path
+
+
+def read_npz(path: str, keys: Sequence[str], what: str, data_dir: str) -> dict[str, np.ndarray]:
+    """Reads ``keys`` from a ``.npz`` (no pickles).
+
+    Raises:
+      DataError: not a valid ``.npz`` or keys missing; the message names the file and the fix.
+    """
+    hint = fix_hint(os.path.basename(path), data_dir)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DataError(f"{what} data file {path} is corrupt: missing arrays {missing}. "
+                                f"Replace it with a good copy. {hint}")
+            return {k: z[k] for k in keys}
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(f"{what} data file {path} is corrupt or unreadable ({type(e).__name__}: {e}). "
+                        f"Replace it with a good copy. {hint}") from e
 
 
 def default_cache_root() -> str:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import functools
 import os
-import zipfile
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tff_prune.config import DATA_DIR_ENV
-from tff_prune.data.client_data import DataError, FederatedData, default_cache_root, file_digest, write_sqlite
+from tff_prune.data.client_data import (DataError, FederatedData, default_cache_root, file_digest, fix_hint,
+                                        packed_file, read_npz, write_sqlite)
 
 PACKED_FILE = "femnist_leaf_300w.npz"
 SQLITE_FILE = "emnist_all.sqlite"  # the name TFF's emnist.load_data looks for
@@ -34,17 +33,9 @@ NUM_CLASSES = 62
 LABEL_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def _fix_hint(data_dir: str) -> str:
-    return (f"Put {PACKED_FILE} in {data_dir}, or pass --data-dir DIR (or set {DATA_DIR_ENV}=DIR) "
-            f"to the folder that holds it (the project expects ../shared/data beside the checkout).")
-
-
 def packed_path(data_dir: str) -> str:
     """Path of the packed FEMNIST file in ``data_dir``; raises DataError if absent."""
-    path = os.path.join(data_dir, PACKED_FILE)
-    if not os.path.isfile(path):
-        raise DataError(f"FEMNIST data not found: looked for {path}. {_fix_hint(data_dir)}")
-    return path
+    return packed_file(data_dir, PACKED_FILE, "FEMNIST")
 
 
 def load_packed(data_dir: str) -> dict[str, np.ndarray]:
@@ -58,18 +49,7 @@ def load_packed(data_dir: str) -> dict[str, np.ndarray]:
       DataError: file missing, not a valid ``.npz``, keys missing, or shapes inconsistent.
     """
     path = packed_path(data_dir)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in _REQUIRED_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"FEMNIST data file {path} is corrupt: missing arrays {missing}. "
-                                f"Replace it with a good copy. {_fix_hint(data_dir)}")
-            arrays = {k: z[k] for k in _REQUIRED_KEYS}
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DataError(f"FEMNIST data file {path} is corrupt or unreadable ({type(e).__name__}: {e}). "
-                        f"Replace it with a good copy. {_fix_hint(data_dir)}") from e
+    arrays = read_npz(path, _REQUIRED_KEYS, "FEMNIST", data_dir)
     n = len(arrays["client_ids"])
     for split in ("train", "test"):
         px, lab, off = (arrays[f"{split}_pixels_u8"], arrays[f"{split}_labels"], arrays[f"{split}_offsets"])
@@ -79,7 +59,7 @@ def load_packed(data_dir: str) -> dict[str, np.ndarray]:
         if not ok:
             raise DataError(f"FEMNIST data file {path} is corrupt: inconsistent {split} arrays "
                             f"(pixels {px.shape}, labels {lab.shape}, offsets {off.shape} for {n} clients). "
-                            f"Replace it with a good copy. {_fix_hint(data_dir)}")
+                            f"Replace it with a good copy. {fix_hint(PACKED_FILE, data_dir)}")
     return arrays
 
 

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from tff_prune.models.initializers import glorot_sequence
+
 INCEPTION_WIDTHS = (32, 16, 16, 16, 32, 32, 32, 96, 96)
 
 
@@ -39,10 +41,7 @@ def inception(widths: Sequence[int] = INCEPTION_WIDTHS, num_classes: int = 2, in
     if len(widths) != 9 or min(widths) < 1:
         raise ValueError(f"inception needs 9 positive widths (stem, 2 x [1x1, 3x3, 5x5], conv6, conv7), got {widths}")
     L = tf.keras.layers
-    counter = iter(range(100))
-
-    def init():
-        return tf.keras.initializers.GlorotUniform(seed=None if seed is None else seed + next(counter))
+    init = glorot_sequence(seed)
 
     inputs = tf.keras.Input(shape=input_shape, name="image")
     x = L.Conv2D(widths[0], 3, strides=2, activation="relu", kernel_initializer=init(), name="stem_conv")(inputs)

@@ -16,6 +16,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from tff_prune.models.initializers import glorot_sequence
+
 RESNET_WIDTHS = (16, 32, 64)
 
 
@@ -39,10 +41,7 @@ def resnet7(widths: Sequence[int] = RESNET_WIDTHS, num_classes: int = 2, input_s
     if len(widths) != 3 or min(widths) < 1:
         raise ValueError(f"resnet7 needs three positive widths (stem, block1, block2), got {widths}")
     L = tf.keras.layers
-    counter = iter(range(100))
-
-    def init():
-        return tf.keras.initializers.GlorotUniform(seed=None if seed is None else seed + next(counter))
+    init = glorot_sequence(seed)
 
     inputs = tf.keras.Input(shape=input_shape, name="image")
     x = L.Conv2D(widths[0], 3, strides=2, padding="same", kernel_initializer=init(), name="stem_conv")(inputs)
