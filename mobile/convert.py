@@ -9,6 +9,9 @@ https://www.tensorflow.org/lite/performance/post_training_quantization):
 - ``int8``: full-integer quantization; activations calibrated on a representative
   dataset (>= 100 real examples), ``TFLITE_BUILTINS_INT8`` ops only, int8 or float32
   input/output as chosen.
+- ``sparse``: float32 with ``Optimize.EXPERIMENTAL_SPARSITY``: weight tensors that are sparse
+  enough are stored in TFLite's sparse format (TFLite model optimization guide, "Pruning"; XNNPACK
+  can run some sparse float kernels). For unstructured-pruned models; dense models convert as float32.
 
 Every variant can be checked against the Keras model on real images with
 ``tflite_runtime``'s interpreter (:func:`parity`): top-1 agreement and max |Δ| of
@@ -24,13 +27,13 @@ import tensorflow as tf
 
 from tff_prune.report import atomic_write_bytes
 
-VARIANTS = ("float32", "float16", "dynamic", "int8")
+VARIANTS = ("float32", "float16", "dynamic", "int8", "sparse")
 MIN_REPRESENTATIVE = 100
 # Per variant: (max |Δ probability| allowed, min top-1 agreement with Keras). Chosen from the
 # precision of each format: float32 is exact up to kernel rounding; float16 weights keep ~3
 # significant digits; int8 weights/activations can move probabilities by a few percent.
-TOLERANCES = {"float32": (1e-4, 1.0), "float16": (1e-2, 0.98), "dynamic": (0.1, 0.95), "int8": (0.2, 0.9),
-              "qat_int8": (0.2, 0.9)}
+TOLERANCES = {"float32": (1e-4, 1.0), "sparse": (1e-4, 1.0), "float16": (1e-2, 0.98), "dynamic": (0.1, 0.95),
+              "int8": (0.2, 0.9), "qat_int8": (0.2, 0.9)}
 
 
 class ConversionError(ValueError):
@@ -67,6 +70,8 @@ def convert(keras_model: tf.keras.Model, variant: str = "float32",
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     if variant in ("float16", "dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "sparse":
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if variant == "int8":

@@ -5,6 +5,7 @@ Used by ``scripts/convert_model.py`` and by ``scripts/run_simulation.py`` for th
 
 from __future__ import annotations
 
+import gzip
 import os
 from typing import Callable, Sequence
 
@@ -26,7 +27,8 @@ def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str,
     learned ranges and checked against the QAT Keras model.
 
     Returns:
-      one dict per variant: ``variant``, ``path``, ``sidecar`` path, ``size_bytes`` and the
+      one dict per variant: ``variant``, ``path``, ``sidecar`` path, ``size_bytes``, ``gzip_bytes``
+      (the file gzip-compressed at level 9, what an app download of it costs; zeros compress) and the
       :func:`mobile.convert.parity` fields.
 
     Raises:
@@ -56,7 +58,8 @@ def export_variants(model, variants: Sequence[str], dataset: str, data_dir: str,
                     representative_samples=len(rep) if variant == "int8" else None)
         sidecar = os.path.splitext(path)[0] + ".json"
         write_json(sidecar, card)
-        rows.append({"variant": variant, "path": path, "sidecar": sidecar, "size_bytes": len(data), **check})
+        rows.append({"variant": variant, "path": path, "sidecar": sidecar, "size_bytes": len(data),
+                     "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0)), **check})
     return rows
 
 

@@ -20,7 +20,8 @@ sys.path.insert(0, ROOT)
 
 from tff_prune import report  # noqa: E402
 
-RUN_ORDER = ("fedavg", "reinit", "inherit", "inherit_round8")
+RUN_ORDER = ("fedavg", "reinit", "inherit", "inherit_round8", "magnitude")
+DISCUSSION = os.path.join(ROOT, "docs", "results_discussion.md")  # hand-written, included verbatim
 
 
 def _load(results: str, name: str) -> dict:
@@ -39,7 +40,7 @@ def _pct(x) -> str:
 
 
 def table(entry: dict) -> str:
-    """Markdown table of one experiment: our four runs and the authors' numbers."""
+    """Markdown table of one experiment: our runs and the authors' numbers."""
     exp, runs = entry["experiment"], entry["runs"]
     base = runs.get("fedavg", {}).get("summary")
     lines = ["| run | final acc | best acc | params | FLOPs | bytes up | bytes down | bytes vs FedAvg | "
@@ -53,9 +54,12 @@ def table(entry: dict) -> str:
         tv = s["tflite_variants"]
         ratio = (s["bytes_total"] / base["bytes_total"]) if base else None
         int8 = tv.get("int8", {})
+        params = f"{s['initial_params']:,} → {s['final_params']:,}"
+        if run == "magnitude":
+            params += f" ({s['final_nonzero_params']:,} non-zero)"
         lines.append(
             f"| {run} | {_pct(s['final_accuracy'])} | {_pct(s['best_accuracy'])} | "
-            f"{s['initial_params']:,} → {s['final_params']:,} | {s['initial_flops']:,} → {s['final_flops']:,} | "
+            f"{params} | {s['initial_flops']:,} → {s['final_flops']:,} | "
             f"{s['bytes_up_total'] / 1e6:.1f} MB | {s['bytes_down_total'] / 1e6:.1f} MB | "
             f"{'–' if ratio is None else f'{ratio:.2f}×'} | "
             f"{tv['float32']['size_bytes']:,} / {int8.get('size_bytes', 0):,} | "
@@ -65,6 +69,31 @@ def table(entry: dict) -> str:
     lines.append(f"| **authors** ({pa['rounds']} rounds, {pa['clients_per_round']} clients/round) | "
                  f"{pa['baseline_acc']:.2f}% → {pa['pruned_acc']:.2f}% | | {pa['params'][0]:,} → {pa['params'][1]:,} | "
                  f"{pa['flops'][0]:,} → {pa['flops'][1]:,} | | | ≤ 0.2× (claimed) | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def baseline_table(entry: dict) -> str:
+    """Structured (``inherit``) against unstructured (``magnitude``, tfmot) pruning at the same non-zero budget.
+
+    Empty string if either run is missing.
+    """
+    runs = entry["runs"]
+    if "inherit" not in runs or "magnitude" not in runs:
+        return ""
+    lines = ["| run | final acc | non-zero params | stored params | TFLite float32 (B) | gzip (B) | "
+             "TFLite sparse (B) | latency float32 (µs) | latency sparse (µs) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in ("inherit", "magnitude"):
+        s = runs[run]["summary"]
+        tv = s["tflite_variants"]
+        sp = tv.get("sparse")
+        nonzero, gz = s.get("final_nonzero_params"), tv["float32"].get("gzip_bytes")
+        sp_size = "–" if sp is None else f"{sp['size_bytes']:,}"
+        sp_lat = "–" if sp is None else f"{sp['latency_us_median']:.0f}"
+        lines.append(
+            f"| {run} | {_pct(s['final_accuracy'])} | {'–' if nonzero is None else f'{nonzero:,}'} | "
+            f"{s['final_params']:,} | {tv['float32']['size_bytes']:,} | {'–' if gz is None else f'{gz:,}'} | "
+            f"{sp_size} | {tv['float32']['latency_us_median']:.0f} | {sp_lat} |")
     return "\n".join(lines) + "\n"
 
 
@@ -80,9 +109,11 @@ def plot(entry: dict, path: str) -> str:
         recs = data["records"]
         ev = [(r["round"], r["eval_accuracy"]) for r in recs if r.get("eval_accuracy") is not None]
         axes[0].plot([a for a, _ in ev], [100 * b for _, b in ev], label=run)
-        axes[1].plot([r["round"] for r in recs], [r["params"] for r in recs], label=run)
+        axes[1].plot([r["round"] for r in recs], [r.get("nonzero_params", r["params"]) if run == "magnitude"
+                                                  else r["params"] for r in recs], label=run)
         axes[2].plot([r["round"] for r in recs], [r["cumulative_bytes"] / 1e6 for r in recs], label=run)
-    for ax, title in zip(axes, ("test accuracy (%)", "parameters", "cumulative bytes (MB, up + down)")):
+    for ax, title in zip(axes, ("test accuracy (%)", "parameters (magnitude: non-zero)",
+                                "cumulative bytes (MB, up + down)")):
         ax.set_title(title)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
@@ -113,12 +144,20 @@ def render(results: str, output: str) -> str:
             parts.append(f"**Trial length:** {exp['rounds']} of the planned {exp['planned_rounds']} rounds "
                          f"(`reproduce.py --rounds`); not a reproduction yet.\n")
         parts.append(table(entry))
+        if baseline_table(entry):
+            parts.append("Structured vs unstructured pruning (tfmot `prune_low_magnitude`, same non-zero budget "
+                         "as `inherit`): file sizes, gzip-compressed float32 file, TFLite's sparse format "
+                         "(`Optimize.EXPERIMENTAL_SPARSITY`) and host latency (1 thread).\n")
+            parts.append(baseline_table(entry))
         if exp["paper"].get("note"):
             parts.append(f"Authors' note: {exp['paper']['note']}.\n")
         if entry["runs"]:
             img = os.path.join(out_dir, "results", f"{name}.png")
             plot(entry, img)
             parts.append(f"![{name}](results/{name}.png)\n")
+    if os.path.isfile(DISCUSSION):
+        with open(DISCUSSION) as f:
+            parts.append(f.read())
     text = "\n".join(parts)
     report.atomic_write_bytes(output, text.encode())
     return text

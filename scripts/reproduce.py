@@ -6,9 +6,12 @@ Example:
   .venv/bin/python scripts/reproduce.py --experiment all
   .venv/bin/python scripts/make_results.py          # docs/RESULTS.md from results/*/
 
-Each experiment runs four simulations on the same seed and therefore the same sampled clients:
+Each experiment runs five simulations on the same seed and therefore the same sampled clients:
 ``fedavg`` (--no-prune), ``reinit`` (the authors' fresh weights after each prune), ``inherit`` (survivors
-keep their weights) and ``inherit_round8`` (inherit, every group a multiple of 8 channels). The authors' k,
+keep their weights), ``inherit_round8`` (inherit, every group a multiple of 8 channels) and ``magnitude``
+(the tfmot unstructured baseline: prune_low_magnitude, polynomial decay over the same prune window to the
+per-kernel sparsity that leaves as many non-zero parameters as ``inherit`` kept; needs ``inherit`` first).
+The authors' k,
 5 local epochs, batch 32 and client Adam 1e-3 are kept; rounds, clients per round and the last prune round
 are scaled to fit about an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 = 10%
 of the rounds). Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json,
@@ -73,7 +76,24 @@ RUNS = {
     "reinit": ["--weights", "reinit"],
     "inherit": ["--weights", "inherit"],
     "inherit_round8": ["--weights", "inherit", "--round-to", "8"],
+    "magnitude": ["--method", "magnitude"],  # + --target-sparsity from the inherit run (magnitude_sparsity)
 }
+
+
+def magnitude_sparsity(exp: Experiment, results: str, name: str) -> float:
+    """tfmot per-kernel sparsity giving the magnitude baseline as many non-zero parameters as ``inherit`` kept.
+
+    Raises:
+      RuntimeError: the experiment's inherit run has not finished.
+    """
+    path = os.path.join(results, name, "inherit", "summary.json")
+    if not os.path.isfile(path):
+        raise RuntimeError(f"{name}/magnitude needs the inherit run's final size; run --runs inherit first")
+    from tff_prune.federated.magnitude import sparsity_for_params
+    from tff_prune.models import get_model
+    from tff_prune.report import read_json
+
+    return sparsity_for_params(get_model(exp.model, exp.dataset, seed=0), read_json(path)["final_params"])
 
 
 def prune_window(exp: Experiment, rounds: Optional[int]) -> int:
@@ -83,13 +103,21 @@ def prune_window(exp: Experiment, rounds: Optional[int]) -> int:
     return max(1, round(exp.max_prune_round * rounds / exp.rounds))
 
 
-def run_args(exp: Experiment, run: str, out: str, seed: int, rounds: Optional[int]) -> list[str]:
-    """run_simulation.py flags of one run."""
+def run_args(exp: Experiment, run: str, out: str, seed: int, rounds: Optional[int],
+             target_sparsity: Optional[float] = None) -> list[str]:
+    """run_simulation.py flags of one run (``target_sparsity``: the magnitude run's, see magnitude_sparsity).
+
+    Raises:
+      ValueError: the magnitude run without ``target_sparsity``.
+    """
+    if run == "magnitude" and target_sparsity is None:
+        raise ValueError("the magnitude run needs target_sparsity (see magnitude_sparsity)")
     return ["--dataset", exp.dataset, "--model", exp.model, "--k", str(exp.k),
             "--rounds", str(rounds or exp.rounds), "--clients-per-round", str(exp.clients_per_round),
             "--max-prune-round", str(prune_window(exp, rounds)), "--local-epochs", "5", "--batch-size", "32",
-            "--client-lr", "1e-3", "--seed", str(seed), "--tflite-variants", "float32,int8",
-            "--output-dir", out, "--quiet", *RUNS[run]]
+            "--client-lr", "1e-3", "--seed", str(seed), "--tflite-variants",
+            "float32,int8" + (",sparse" if run == "magnitude" else ""), "--output-dir", out, "--quiet", *RUNS[run]] + (
+                ["--target-sparsity", f"{target_sparsity:.6f}"] if run == "magnitude" else [])
 
 
 def run_one(exp: Experiment, name: str, run: str, results: str, seed: int, rounds: Optional[int],
@@ -98,7 +126,8 @@ def run_one(exp: Experiment, name: str, run: str, results: str, seed: int, round
     out = os.path.join(results, name, run)
     if os.path.isfile(os.path.join(out, "summary.json")):
         return "skipped"
-    args = run_args(exp, run, out, seed, rounds) + (["--data-dir", data_dir] if data_dir else [])
+    sparsity = magnitude_sparsity(exp, results, name) if run == "magnitude" else None
+    args = run_args(exp, run, out, seed, rounds, sparsity) + (["--data-dir", data_dir] if data_dir else [])
     args += ["--resume"] if os.path.isfile(os.path.join(out, "checkpoint.npz")) else ["--overwrite"]
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "run.log")
@@ -138,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    {"name": name, **dataclasses.asdict(exp), "planned_rounds": exp.rounds,
                     "rounds": args.rounds or exp.rounds,
                     "max_prune_round": prune_window(exp, args.rounds),
-                    "seed": args.seed, "runs": {r: RUNS[r] for r in runs}})
+                    "seed": args.seed, "runs": RUNS})
         for run in tqdm(runs, desc=name, unit="run"):
             try:
                 run_one(exp, name, run, args.results, args.seed, args.rounds, args.data_dir)

@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="last round after which a prune may happen (paper: 50)")
     g.add_argument("--patience", type=int, default=d["patience"].default,
                    help="rounds without a parameter drop before pruning stops (paper: 3)")
+    g.add_argument("--method", default=d["method"].default,
+                   help="structured (the paper's filter pruning, default) or magnitude (baseline: tfmot "
+                        "prune_low_magnitude, unstructured, masks set on the server; sparsity ramps up to "
+                        "--target-sparsity by --max-prune-round)")
+    g.add_argument("--target-sparsity", type=float, default=d["target_sparsity"].default,
+                   help="with --method magnitude: final fraction of zeros in every Conv2D/Dense kernel "
+                        "(default %(default)s)")
     g.add_argument("--weights", choices=("inherit", "reinit"), default=d["weights"].default,
                    help="survivors keep their weights (inherit) or restart from fresh init (reinit, the authors')")
     g = p.add_argument_group("distributed (TFF's remote runtime)")
@@ -103,7 +110,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         output_dir=os.path.abspath(args.output_dir), data_dir=resolve_data_dir(args.data_dir),
         femnist_crop=args.femnist_crop, celeba_attribute=args.celeba_attribute, max_clients=args.max_clients,
         latency_runs=args.latency_runs,
-        qat_rounds=args.qat_rounds, workers=args.workers, round_timeout=args.round_timeout)
+        qat_rounds=args.qat_rounds, method=args.method, target_sparsity=args.target_sparsity,
+        workers=args.workers, round_timeout=args.round_timeout)
 
 
 def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("float32",), test_y=None) -> dict:
@@ -156,6 +164,8 @@ def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("fl
         "config": config.to_dict(),
         "rounds": records[-1]["round"],
         "initial_params": result.initial["params"], "final_params": result.final["params"],
+        "final_nonzero_params": records[-1]["nonzero_params"],
+        "final_kernel_sparsity": records[-1].get("kernel_sparsity"),
         "initial_flops": result.initial["flops"], "final_flops": result.final["flops"],
         "initial_widths": result.initial["widths"], "widths": result.final["widths"],
         "final_accuracy": report.last_accuracy(records),
@@ -180,8 +190,10 @@ def export_and_summarize(config: ExperimentConfig, result, test_x, variants=("fl
                     "qat_int8 uses its federated-averaged quantization ranges",
         }
     report.write_json(os.path.join(out, report.SUMMARY_FILE), summary)
-    title = (f"{config.dataset}/{config.model} " + ("FedAvg baseline" if not config.prune
-                                                    else f"pruned (k={config.k}, {config.weights})"))
+    title = f"{config.dataset}/{config.model} " + (
+        "FedAvg baseline" if not config.prune else
+        f"tfmot magnitude pruning (sparsity {config.target_sparsity:.3f})" if config.method == "magnitude" else
+        f"pruned (k={config.k}, {config.weights})")
     report.plot_curves(records, os.path.join(out, report.CURVES_FILE), title)
     return summary
 
@@ -198,7 +210,8 @@ def _print_summary(s: dict) -> None:
     acc = s["final_accuracy"]
     print(f"\n== {s['config']['output_dir']}\n"
           f"final test accuracy : {'n/a' if acc is None else f'{100 * acc:.2f}%'}\n"
-          f"parameters          : {s['initial_params']:,} -> {s['final_params']:,}\n"
+          f"parameters          : {s['initial_params']:,} -> {s['final_params']:,} "
+          f"({s['final_nonzero_params']:,} non-zero trainable)\n"
           f"FLOPs / example     : {s['initial_flops']:,} -> {s['final_flops']:,}\n"
           f"conv widths         : {s['initial_widths']} -> {s['widths']}\n"
           f"bytes (up+down)     : {s['bytes_total'] / 1e6:,.2f} MB over {s['rounds']} rounds\n"
@@ -207,7 +220,8 @@ def _print_summary(s: dict) -> None:
     for name, v in s["tflite_variants"].items():
         flag = "  FLAGGED: outside tolerance" if v["flagged"] else ""
         acc = f"  test acc {100 * v['test_accuracy']:5.2f}%" if "test_accuracy" in v else ""
-        print(f"  {name:<8} {v['size_bytes']:>9,} B  median {v['latency_us_median']:8.1f} us  "
+        print(f"  {name:<8} {v['size_bytes']:>9,} B (gzip {v['gzip_bytes']:>9,} B)  "
+              f"median {v['latency_us_median']:8.1f} us  "
               f"top-1 agreement {100 * v['top1_agreement']:5.1f}%  max|diff| {v['max_abs_diff']:.1e}{acc}{flag}")
 
 

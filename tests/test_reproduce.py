@@ -12,13 +12,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_runs_share_seed_and_clients_and_differ_only_in_pruning():
     exp = reproduce.EXPERIMENTS["celeba_resnet"]
-    args = {run: reproduce.run_args(exp, run, "/tmp/x", seed=3, rounds=None) for run in reproduce.RUNS}
+    args = {run: reproduce.run_args(exp, run, "/tmp/x", seed=3, rounds=None, target_sparsity=0.7)
+            for run in reproduce.RUNS}
     common = [a for a in args["fedavg"] if a != "--no-prune"]
+    variants = common.index("--tflite-variants") + 1
     for run, flags in args.items():
-        assert flags[:len(common)] == common
+        assert flags[:variants] + flags[variants + 1:len(common)] == common[:variants] + common[variants + 1:]
     assert args["reinit"][-2:] == ["--weights", "reinit"] and args["inherit_round8"][-2:] == ["--round-to", "8"]
+    assert args["magnitude"][-4:] == ["--method", "magnitude", "--target-sparsity", "0.700000"]
+    assert args["magnitude"][variants] == "float32,int8,sparse" and args["fedavg"][variants] == "float32,int8"
     assert "--k" in common and common[common.index("--k") + 1] == "2.0"
     assert common[common.index("--local-epochs") + 1] == "5" and common[common.index("--batch-size") + 1] == "32"
+    with pytest.raises(ValueError, match="needs target_sparsity"):
+        reproduce.run_args(exp, "magnitude", "/tmp/x", seed=3, rounds=None)
+
+
+def test_magnitude_run_matches_the_inherit_runs_size(tmp_path):
+    exp = reproduce.EXPERIMENTS["femnist_cnn"]
+    with pytest.raises(RuntimeError, match="run --runs inherit first"):
+        reproduce.magnitude_sparsity(exp, str(tmp_path), "femnist_cnn")
+    (tmp_path / "femnist_cnn" / "inherit").mkdir(parents=True)
+    (tmp_path / "femnist_cnn" / "inherit" / "summary.json").write_text(json.dumps({"final_params": 21_488}))
+    s = reproduce.magnitude_sparsity(exp, str(tmp_path), "femnist_cnn")
+    assert s == pytest.approx((56_126 - 21_488) / (25 * 32 + 25 * 32 * 64 + 64 * 62))  # conv + Dense kernels
 
 
 def test_a_shorter_trial_keeps_the_papers_prune_window_share():
@@ -35,11 +51,18 @@ def test_bad_experiment_name(capsys):
 
 def test_results_markdown_is_generated_from_the_json(tmp_path):
     results = os.path.join(ROOT, "results")
-    if not os.path.isdir(os.path.join(results, "femnist_cnn")):
+    runs = [r for r in make_results.RUN_ORDER
+            if os.path.isfile(os.path.join(results, "femnist_cnn", r, "summary.json"))]
+    if not runs:
         pytest.skip("no committed results")
     text = make_results.render(results, str(tmp_path / "RESULTS.md"))
     assert (tmp_path / "results" / "femnist_cnn.png").stat().st_size > 0
-    for run in ("fedavg", "reinit", "inherit", "inherit_round8"):
+    for run in set(make_results.RUN_ORDER) - set(runs):
+        assert f"| {run} | not run yet |" in text
+    if os.path.isfile(make_results.DISCUSSION):
+        with open(make_results.DISCUSSION) as f:
+            assert f.read().strip() in text
+    for run in runs:
         with open(os.path.join(results, "femnist_cnn", run, "summary.json")) as f:
             s = json.load(f)
         row = next(line for line in text.splitlines() if line.startswith(f"| {run} |"))

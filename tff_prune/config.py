@@ -20,6 +20,7 @@ DATASETS = ("femnist", "celeba")
 MODELS = ("cnn", "resnet", "inception")
 CRITERIA = ("band", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
+METHODS = ("structured", "magnitude")
 
 
 class ConfigError(ValueError):
@@ -91,6 +92,10 @@ class ExperimentConfig:
         None runs on TFF's local runtime.
       round_timeout: seconds a round may take on the workers before the run stops with an
         error naming the round and the workers that did not answer.
+      method: ``"structured"`` (the paper's filter pruning) or ``"magnitude"`` (the unstructured
+        tfmot ``prune_low_magnitude`` baseline, ``federated/magnitude.py``; its sparsity ramps up to
+        ``target_sparsity`` by ``max_prune_round``).
+      target_sparsity: with ``method="magnitude"``, the final fraction of zeros in every Conv2D/Dense kernel.
       qat_rounds: the last N rounds train the tfmot quantization-aware version of the final
         architecture in TFF (0: no QAT). Pruning stops when they start.
     """
@@ -121,6 +126,8 @@ class ExperimentConfig:
     max_clients: Optional[int] = None
     latency_runs: int = 200
     qat_rounds: int = 0
+    method: str = "structured"
+    target_sparsity: float = 0.5
     workers: Optional[str] = None
     round_timeout: float = 600.0
 
@@ -147,6 +154,19 @@ class ExperimentConfig:
                 fail(flag, f"must be an integer >= 1, got {value!r}")
         if not isinstance(self.qat_rounds, int) or not 0 <= self.qat_rounds <= self.rounds:
             fail("qat-rounds", f"must be an integer in [0, --rounds={self.rounds}], got {self.qat_rounds!r}")
+        if self.method not in METHODS:
+            fail("method", f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method == "magnitude":
+            if not (0 < self.target_sparsity < 1):
+                fail("target-sparsity",
+                     f"must be in (0, 1) (fraction of zeros per kernel), got {self.target_sparsity!r}")
+            if not self.prune:
+                fail("method", "magnitude prunes; drop --no-prune (or drop --method magnitude for plain FedAvg)")
+            if self.qat_rounds:
+                fail("qat-rounds", "quantization-aware training is not combined with --method magnitude; use 0")
+            if self.max_prune_round < 1:
+                fail("max-prune-round", "with --method magnitude it is the round the sparsity reaches "
+                                        f"--target-sparsity and must be >= 1, got {self.max_prune_round!r}")
         if self.max_prune_round < 0:
             fail("max-prune-round", f"must be >= 0, got {self.max_prune_round!r}")
         if not (self.k > 0):

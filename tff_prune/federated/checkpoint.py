@@ -43,7 +43,8 @@ class Checkpoint:
       weights: its weights, ``model.get_weights()`` order, float32 numpy arrays.
       controller: ``ControllerState.to_dict()``.
       counters: cumulative counters (``bytes_down``, ``bytes_up``, ...), ints.
-      float_model_json: during QAT, the float architecture under the QAT wrappers (else None).
+      float_model_json: during QAT, the float architecture under the QAT wrappers; with
+        ``--method magnitude``, the architecture under the tfmot pruning wrappers (else None).
     """
 
     round: int
@@ -55,12 +56,19 @@ class Checkpoint:
     float_model_json: Optional[str] = None
 
     def build_model(self) -> tf.keras.Model:
-        """Rebuilds the Keras model (a QAT model too) with the checkpointed architecture and weights.
+        """Rebuilds the Keras model (a QAT or magnitude-pruning model too) with the checkpointed weights.
 
         A QAT model is rebuilt as ``quantize(float architecture)``: deserializing tfmot's own
         JSON gives a model with a different variable list (measured: 29 variables instead of 27).
+        A magnitude-pruning model is rebuilt the same way, as ``magnitude.wrap(architecture)``;
+        its masks and step counter are among the weights.
         """
-        if self.float_model_json:
+        if self.float_model_json and self.config.get("method") == "magnitude":
+            from tff_prune.federated import magnitude
+
+            model = magnitude.wrap(tf.keras.models.model_from_json(self.float_model_json),
+                                   self.config["target_sparsity"], self.config["max_prune_round"])
+        elif self.float_model_json:
             model = quantize(tf.keras.models.model_from_json(self.float_model_json))
         else:
             model = tf.keras.models.model_from_json(self.model_json)
@@ -68,7 +76,7 @@ class Checkpoint:
         return model
 
     def build_float_architecture(self) -> Optional[tf.keras.Model]:
-        """During QAT, a fresh float model of the architecture under the wrappers; else None."""
+        """During QAT or magnitude pruning, a fresh float model of the architecture under the wrappers; else None."""
         return tf.keras.models.model_from_json(self.float_model_json) if self.float_model_json else None
 
 

@@ -15,7 +15,10 @@ Per round ``r = 1..R``:
    (every ``eval_every`` rounds and at round R);
 4. with ``--qat-rounds N``, at the start of round ``R - N + 1`` pruning ends and the
    model becomes ``tfmot`` quantization-aware (``qat.py``) for its last N rounds;
-5. the round's record is appended to ``metrics.jsonl`` and the checkpoint is
+5. with ``--method magnitude`` (the tfmot unstructured baseline, ``magnitude.py``) no filter is
+   removed: after each aggregation the server updates the magnitude masks of every kernel
+   and clients train under them; the final model is stripped of the wrappers;
+6. the round's record is appended to ``metrics.jsonl`` and the checkpoint is
    written atomically.
 """
 
@@ -35,7 +38,7 @@ from tff_prune import accounting, pruning, report
 from tff_prune import data as datasets
 from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.data import FederatedData
-from tff_prune.federated import checkpoint, distributed
+from tff_prune.federated import checkpoint, distributed, magnitude
 from tff_prune.federated.process import assign_model_weights, build_fed_avg, keras_to_model_weights
 from tff_prune.federated.qat import is_qat_model, quantize
 from tff_prune.federated.variables import tff_variable_split
@@ -66,7 +69,8 @@ class RunResult:
     """Outcome of :func:`run`.
 
     Attributes:
-      model: final global Keras model (compiled for evaluation; a QAT model after QAT rounds).
+      model: final global Keras model (compiled for evaluation; a QAT model after QAT rounds;
+        after ``--method magnitude`` the stripped model with zeros in its kernels).
       float_architecture: a float model of the final architecture (the QAT model's
         unwrapped form; weights not meaningful after QAT — see ``qat.strip_quantization``).
       records: one dict per finished round (the lines of ``metrics.jsonl``).
@@ -155,6 +159,8 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
 
     initial_model = get_model(config.model, config.dataset, seed=config.seed)
     initial = dict(accounting.summarize(initial_model))
+    by_magnitude = config.prune and config.method == "magnitude"
+    structured = config.prune and not by_magnitude
     if ckpt is not None:
         model = ckpt.build_model()
         float_arch = ckpt.build_float_architecture() or model
@@ -166,6 +172,8 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         start = ckpt.round + 1
     else:
         model = float_arch = initial_model
+        if by_magnitude:
+            model = magnitude.wrap(initial_model, config.target_sparsity, config.max_prune_round)
         controller = PruningController(config.max_prune_round, config.patience)
         counters = {"bytes_down": 0, "bytes_up": 0}
         records = []
@@ -196,7 +204,9 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         weights = keras_to_model_weights(model)
         return p, call(lambda: p.set_model_weights(p.initialize(), weights), f"round {r} (new process)")
 
-    process, state = new_process(_builder(float_arch, qat=is_qat_model(model)), start)
+    process, state = new_process(
+        magnitude.builder(float_arch, config.target_sparsity, config.max_prune_round) if by_magnitude
+        else _builder(float_arch, qat=is_qat_model(model)), start)
     _compile(model)
     qat_start = config.rounds - config.qat_rounds + 1 if config.qat_rounds else None
 
@@ -207,7 +217,7 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         t0 = time.perf_counter()
         summary = accounting.summarize(float_arch)
         in_qat = (qat_start is not None and r >= qat_start) or is_qat_model(model)
-        if config.prune and not in_qat and controller.should_propose(r):
+        if structured and not in_qat and controller.should_propose(r):
             plan = make_plan(model, config)
             proposal = prune_model(model, plan, weights=config.weights,
                                    seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
@@ -221,6 +231,8 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
             reason = None
             if not config.prune:
                 reason = "pruning disabled (--no-prune)"
+            elif by_magnitude:
+                reason = "--method magnitude: the server sets magnitude masks after each aggregation"
             elif in_qat:
                 reason = f"quantization-aware training (last {config.qat_rounds} rounds): the architecture is fixed"
                 if not controller.state.stopped:
@@ -250,6 +262,11 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         state = result.state
         assign_model_weights(call(lambda: process.get_model_weights(state), f"round {r}"), model)
         record = {"round": r, **_train_metrics(result.metrics), "qat": in_qat}
+        if by_magnitude:  # masks of this round's sparsity, applied to the aggregate, sent with the next broadcast
+            record["kernel_sparsity"] = magnitude.server_update(model, r)
+            weights = keras_to_model_weights(model)
+            state = call(lambda: process.set_model_weights(state, weights), f"round {r} (masks)")
+        record["nonzero_params"] = magnitude.count_nonzero_params(model)
         if r % config.eval_every == 0 or r == config.rounds:
             loss, acc = model.evaluate(test_x, test_y, batch_size=1024, verbose=0)
             record.update(eval_loss=float(loss), eval_accuracy=float(acc))
@@ -276,6 +293,8 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         bar.set_postfix(params=record["params"], acc="-" if acc is None else f"{acc:.3f}",
                         prune=decision.action)
     bar.close()
+    if by_magnitude:
+        model = float_arch = _compile(magnitude.strip(model))
     return RunResult(model=model, float_architecture=float_arch, records=records, initial=initial,
                      final=dict(accounting.summarize(float_arch)),
                      stop_reason=controller.state.stop_reason)
