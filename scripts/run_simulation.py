@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --criterion ratio: fraction of each group's channels removed per prune")
     g.add_argument("--round-to", type=int, default=d["round_to"].default,
                    help="each pruned group keeps a multiple of N channels (8 suits XNNPACK; default 1)")
+    g.add_argument("--round-mode", choices=("up", "down"), default=d["round_mode"].default,
+                   help="reach the multiple of --round-to by putting back the strongest removed channels (up, "
+                        "default) or removing the weakest kept ones (down; with the band criterion, which removes "
+                        "a few filters per round, 'up' usually removes none)")
     g.add_argument("--min-channels", type=int, default=d["min_channels"].default,
                    help="fewest channels a group keeps (default 1)")
     g.add_argument("--max-prune-round", type=int, default=d["max_prune_round"].default,
@@ -104,7 +108,8 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         dataset=args.dataset, model=args.model, rounds=args.rounds, clients_per_round=args.clients_per_round,
         local_epochs=args.local_epochs, batch_size=args.batch_size, client_lr=args.client_lr,
         server_lr=args.server_lr, k=args.k, criterion=args.criterion, prune_ratio=args.prune_ratio,
-        round_to=args.round_to, min_channels=args.min_channels, max_prune_round=args.max_prune_round,
+        round_to=args.round_to, round_mode=args.round_mode, min_channels=args.min_channels,
+        max_prune_round=args.max_prune_round,
         patience=args.patience,
         weights=args.weights, prune=not args.no_prune, seed=args.seed, eval_every=args.eval_every,
         output_dir=os.path.abspath(args.output_dir), data_dir=resolve_data_dir(args.data_dir),

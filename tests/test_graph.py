@@ -228,6 +228,31 @@ def test_round_to_keeps_the_paper_cnn_at_multiples_of_eight():
     assert pruning.plan(model, pruning.band(1.0)).params_after <= plan.params_after
 
 
+def test_round_down_turns_a_small_band_prune_into_a_multiple_of_eight():
+    model = get_model("cnn", "femnist", seed=7)
+    band = pruning.plan(model, pruning.band(2.2))
+    removed = {g.producers[0]: len(g.pruned_channels) for g in band.groups}
+    assert 0 < removed["conv2"] < 8  # the paper's band removes a few outliers per round
+    up = pruning.plan(model, pruning.band(2.2), round_to=8)
+    assert up.widths_after["conv2"] == 64  # rounding up puts them all back
+    down = pruning.plan(model, pruning.band(2.2), round_to=8, round_mode="down")
+    assert down.widths_after["conv2"] == 56 and "(down)" in down.criterion
+    g = next(g for g in down.groups if g.producers == ("conv2",))
+    b = next(g for g in band.groups if g.producers == ("conv2",))
+    assert set(b.pruned_channels) <= set(g.pruned_channels)  # the band's choice, plus the weakest kept filters
+    norms = pruning.filter_l1(model.get_layer("conv2"))
+    extra = sorted(set(g.pruned_channels) - set(b.pruned_channels))
+    kept = sorted(set(range(64)) - set(g.pruned_channels))
+    assert norms[extra].max() <= norms[kept].min()
+    # groups the criterion leaves alone keep their width, multiple or not; min_channels rounds up
+    assert pruning.plan(model, pruning.band(50.0), round_to=8, round_mode="down").widths_after == \
+        {"conv1": 32, "conv2": 64, "classifier": 62}
+    tiny = pruning.plan(model, pruning.ratio(0.99), round_to=8, round_mode="down", min_channels=9)
+    assert tiny.widths_after["conv1"] == 16 and tiny.widths_after["conv2"] == 16
+    with pytest.raises(ValueError, match="round_mode"):
+        pruning.plan(model, pruning.band(2.2), round_to=8, round_mode="nearest")
+
+
 def test_band_on_single_conv_groups_is_the_papers_per_layer_band():
     model = get_model("cnn", "celeba", seed=8)
     plan = pruning.plan(model, pruning.band(1.5))

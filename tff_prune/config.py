@@ -75,6 +75,8 @@ class ExperimentConfig:
       criterion: ``"band"`` (the paper's, uses ``k``) or ``"ratio"`` (uses ``prune_ratio``).
       prune_ratio: with ``criterion="ratio"``, fraction of each group's channels removed per prune.
       round_to: every pruned group keeps a multiple of this many channels (8 suits XNNPACK).
+      round_mode: ``"up"`` (put back the strongest removed channels) or ``"down"`` (remove the
+        weakest kept ones) to reach the multiple; see ``pruning.plan``.
       min_channels: fewest channels a group keeps.
       max_prune_round: last round after whose aggregation pruning may happen (paper: 50).
       patience: consecutive rounds without a parameter drop before pruning stops (paper: 3).
@@ -112,6 +114,7 @@ class ExperimentConfig:
     criterion: str = "band"
     prune_ratio: float = 0.2
     round_to: int = 1
+    round_mode: str = "up"
     min_channels: int = 1
     max_prune_round: int = 50
     patience: int = 3
@@ -171,6 +174,8 @@ class ExperimentConfig:
             fail("max-prune-round", f"must be >= 0, got {self.max_prune_round!r}")
         if not (self.k > 0):
             fail("k", f"must be > 0 (the band is mu +- k*sigma; the paper uses 2.0-2.5), got {self.k!r}")
+        if self.round_mode not in ("up", "down"):
+            fail("round-mode", f"must be 'up' or 'down', got {self.round_mode!r}")
         if self.criterion not in CRITERIA:
             fail("criterion", f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
         if not (0 <= self.prune_ratio < 1):

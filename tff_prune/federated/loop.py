@@ -95,7 +95,8 @@ def load_data(config: ExperimentConfig) -> FederatedData:
 def make_plan(model: tf.keras.Model, config: ExperimentConfig) -> pruning.PruningPlan:
     """The server's pruning proposal for the global ``model`` under the run's criterion."""
     criterion = pruning.band(config.k) if config.criterion == "band" else pruning.ratio(config.prune_ratio)
-    return pruning.plan(model, criterion, min_channels=config.min_channels, round_to=config.round_to)
+    return pruning.plan(model, criterion, min_channels=config.min_channels, round_to=config.round_to,
+                        round_mode=config.round_mode)
 
 
 def _compile(model: tf.keras.Model) -> tf.keras.Model:

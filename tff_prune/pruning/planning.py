@@ -1,8 +1,9 @@
 """PruningPlan: which channels of which dependency groups go, and what that predicts.
 
 :func:`plan` scores every prunable group (aggregate of its producers' filter L1 norms),
-applies a criterion per group, then enforces ``min_channels`` and ``round_to`` by
-putting back the most important removed channels. :func:`plan_from_channels` and
+applies a criterion per group, then enforces ``min_channels`` and ``round_to`` (rounding
+up puts back the most important removed channels; rounding down removes the least
+important kept ones). :func:`plan_from_channels` and
 :func:`plan_from_keep` build plans from explicit indices (tests, reproductions,
 the CNN API of the first release: ``{conv name: kept filter indices}``).
 """
@@ -175,17 +176,25 @@ def group_importance(model: tf.keras.Model, group: DependencyGroup, aggregate: s
     return AGGREGATES[aggregate](np.stack(scores), axis=0)
 
 
+ROUND_MODES = ("up", "down")
+
+
 def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, round_to: int = 1,
-         aggregate: str = "sum", include_dense: bool = False) -> PruningPlan:
+         aggregate: str = "sum", include_dense: bool = False, round_mode: str = "up") -> PruningPlan:
     """Plans a structured prune of ``model`` with ``criterion`` applied to every prunable group.
 
     Args:
       model: a functional or Sequential Keras model.
       criterion: :func:`~tff_prune.pruning.band` or :func:`~tff_prune.pruning.ratio`.
       min_channels: fewest channels a group keeps (>= 1).
-      round_to: each group keeps a multiple of this many channels (>= 1) by putting back the
-        most important removed channels; a group whose width is below the next multiple
-        keeps all its channels. 8 suits XNNPACK's SIMD kernels.
+      round_to: each group keeps a multiple of this many channels (>= 1). 8 suits XNNPACK's SIMD
+        kernels.
+      round_mode: ``"up"``: put back the most important removed channels up to the next multiple
+        (a group whose width is below it keeps all its channels); a criterion that removes fewer
+        than ``round_to`` channels of a group then removes none. ``"down"``: in a group the
+        criterion prunes, also remove the least important kept channels down to the multiple
+        below (at least ``round_to``, and ``min_channels`` rounded up); groups it leaves alone
+        stay as they are.
       aggregate: how producers' filter norms combine into a channel's importance.
       include_dense: also prune groups produced only by Dense layers (hidden units). Off by
         default: the paper prunes convolution filters only.
@@ -194,9 +203,11 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
       a :class:`PruningPlan` (``params_after`` is exact for the pruned model).
 
     Raises:
-      ValueError: ``min_channels`` or ``round_to`` < 1, unknown ``aggregate``.
+      ValueError: ``min_channels`` or ``round_to`` < 1, unknown ``aggregate`` or ``round_mode``.
       UnsupportedLayerError: the model is subclassed.
     """
+    if round_mode not in ROUND_MODES:
+        raise ValueError(f"round_mode must be one of {ROUND_MODES}, got {round_mode!r}")
     if int(min_channels) != min_channels or min_channels < 1:
         raise ValueError(f"min_channels must be an integer >= 1, got {min_channels!r}")
     if int(round_to) != round_to or round_to < 1:
@@ -211,7 +222,10 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
         s = group_importance(model, g, aggregate)
         keep = criterion.keep_mask(s)
         target = max(int(keep.sum()), min(int(min_channels), g.channels))
-        if round_to > 1:
+        if round_to > 1 and round_mode == "down" and target < g.channels:
+            least = math.ceil(max(int(min_channels), 1) / round_to) * round_to
+            target = min(g.channels, max(target // round_to * round_to, least))
+        elif round_to > 1:
             target = min(g.channels, math.ceil(target / round_to) * round_to)
             if target % round_to:
                 target = g.channels
@@ -219,8 +233,12 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
             removed = np.flatnonzero(~keep)
             back = removed[np.argsort(-s[removed], kind="stable")][:target - int(keep.sum())]
             keep[back] = True
+        elif keep.sum() > target:
+            kept = np.flatnonzero(keep)
+            keep[kept[np.argsort(s[kept], kind="stable")][:int(keep.sum()) - target]] = False
         decisions[g.id] = (np.flatnonzero(~keep), s)
-    desc = f"{criterion}, min_channels={min_channels}, round_to={round_to}, aggregate={aggregate}"
+    desc = (f"{criterion}, min_channels={min_channels}, round_to={round_to}"
+            + (f" ({round_mode})" if round_to > 1 else "") + f", aggregate={aggregate}")
     return _finish(model, graph, decisions, desc)
 
 
