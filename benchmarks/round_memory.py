@@ -36,21 +36,6 @@ def _status_bytes(pid: int | str, field: str) -> int:
     raise ValueError(f"no {field} in /proc/{pid}/status")
 
 
-def _workers() -> list[int]:
-    me, out = os.getpid(), []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == me and b"worker_binary" in cmd:
-            out.append(int(pid))
-    return out
-
-
 def child(name: str, label: str, clients: int, epochs: int, data_dir: str | None) -> dict:
     """One measurement (runs in its own process); returns the dict printed as JSON."""
     from benchmarks.host_latency import pruned_to
@@ -58,7 +43,7 @@ def child(name: str, label: str, clients: int, epochs: int, data_dir: str | None
     from tff_prune import accounting
     from tff_prune import data as datasets
     from tff_prune.config import resolve_data_dir
-    from tff_prune.federated.process import build_fed_avg, keras_to_model_weights, stop_worker_processes
+    from tff_prune.federated.process import build_fed_avg, keras_to_model_weights, stop_worker_processes, worker_pids
     from tff_prune.models import get_model
 
     exp = EXPERIMENTS[name]
@@ -72,7 +57,7 @@ def child(name: str, label: str, clients: int, epochs: int, data_dir: str | None
     try:
         process = build_fed_avg(lambda: cls.from_config(config), spec, 1e-3, 1.0)
         state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
-        workers = _workers()
+        workers = worker_pids()
         before = {"python": _status_bytes(os.getpid(), "VmRSS"),
                   "worker": sum(_status_bytes(w, "VmRSS") for w in workers)}
         t0 = time.perf_counter()

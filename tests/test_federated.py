@@ -105,3 +105,21 @@ def test_too_many_clients_per_round(tmp_path, femnist):
     with pytest.raises(ConfigError, match="--clients-per-round: 25 requested but .* only 20 clients"):
         loop.run(make_config(tmp_path, "x", clients_per_round=25, max_clients=None), data=femnist,
                  progress=False)
+
+
+def test_worker_pids_finds_tffs_local_worker_and_stopping_it_lets_tff_start_another():
+    import tensorflow as tf
+    import tensorflow_federated as tff
+
+    from tff_prune.federated.process import stop_worker_processes, worker_pids
+
+    stop_worker_processes()  # whatever earlier tests left
+    add_one = tff.tensorflow.computation(lambda x: x + 1, tf.int32)
+    assert add_one(1) == 2
+    pids = worker_pids()
+    assert len(pids) == 1
+    assert stop_worker_processes() == pids
+    with open(f"/proc/{pids[0]}/stat") as f:
+        assert f.read().rsplit(")", 1)[1].split()[0] == "Z"  # killed, left for TFF's ServiceManager to reap
+    assert add_one(2) == 3  # TFF notices and starts a new worker
+    assert worker_pids() and worker_pids() != pids

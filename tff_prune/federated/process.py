@@ -83,19 +83,15 @@ def assign_model_weights(weights: tff.learning.models.ModelWeights, model: tf.ke
         var.assign(value)
 
 
-def stop_worker_processes() -> list[int]:
-    """Ends the ``worker_binary`` child processes TFF's local C++ runtime started.
-
-    TFF 0.87's default context starts ``worker_binary`` lazily and only stops it
-    from a finaliser; a leftover worker keeps an inherited stdout open (so
-    ``python run.py | tail`` would hang). Linux only (reads ``/proc``).
+def worker_pids() -> list[int]:
+    """PIDs of the ``worker_binary`` child processes of this process (TFF's local C++ runtime). Linux only.
 
     Returns:
-      the PIDs that were signalled.
+      the PIDs (empty where ``/proc`` does not exist).
     """
-    me, killed = os.getpid(), []
+    me, out = os.getpid(), []
     if not os.path.isdir("/proc"):
-        return killed
+        return out
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -107,12 +103,28 @@ def stop_worker_processes() -> list[int]:
         except (OSError, ValueError, IndexError):
             continue
         if ppid == me and b"worker_binary" in cmd:
-            try:
-                # Not reaped here: TFF's ServiceManager owns the Popen; if this process runs TFF again it
-                # signals and waits for its old worker (a reaped pid would raise ProcessLookupError there)
-                # and starts a new one. A killed, unreaped worker is a zombie until then or until exit.
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            killed.append(int(pid))
+            out.append(int(pid))
+    return out
+
+
+def stop_worker_processes() -> list[int]:
+    """Ends the ``worker_binary`` child processes TFF's local C++ runtime started.
+
+    TFF 0.87's default context starts ``worker_binary`` lazily and only stops it
+    from a finaliser; a leftover worker keeps an inherited stdout open (so
+    ``python run.py | tail`` would hang). Linux only (reads ``/proc``).
+
+    Returns:
+      the PIDs that were signalled.
+    """
+    killed = []
+    for pid in worker_pids():
+        try:
+            # Not reaped here: TFF's ServiceManager owns the Popen; if this process runs TFF again it
+            # signals and waits for its old worker (a reaped pid would raise ProcessLookupError there)
+            # and starts a new one. A killed, unreaped worker is a zombie until then or until exit.
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        killed.append(pid)
     return killed
