@@ -8,8 +8,8 @@ Example:
 
 Each experiment runs five simulations on the same seed and therefore the same sampled clients:
 ``fedavg`` (--no-prune), ``reinit`` (the authors' fresh weights after each prune), ``inherit`` (survivors
-keep their weights), ``inherit_round8`` (inherit, every pruned group rounded down to a multiple of 8
-channels: rounding up would put back the few filters the band removes per round) and ``magnitude``
+keep their weights), ``inherit_round8`` (inherit, then every group rounded down to a multiple of 8
+channels once pruning stops: ``--round-mode final``) and ``magnitude``
 (the tfmot unstructured baseline: prune_low_magnitude, polynomial decay over the same prune window to the
 per-kernel sparsity that leaves as many non-zero parameters as ``inherit`` kept; needs ``inherit`` first).
 The authors' k,
@@ -76,9 +76,10 @@ RUNS = {
     "fedavg": ["--no-prune"],
     "reinit": ["--weights", "reinit"],
     "inherit": ["--weights", "inherit"],
-    # rounding down: the band removes 1-3 filters of a group per round, which rounding up puts back
-    # (the 20-round trial accepted no prune), so "up" would repeat the FedAvg run
-    "inherit_round8": ["--weights", "inherit", "--round-to", "8", "--round-mode", "down"],
+    # The band removes 1-3 filters of a group per round: rounding up puts them back (the 20-round trial
+    # accepted no prune: a FedAvg rerun), rounding down every prune shrinks every group to 8 (measured:
+    # 2,374 parameters by round 9). "final" prunes like inherit, then rounds down once when pruning stops.
+    "inherit_round8": ["--weights", "inherit", "--round-to", "8", "--round-mode", "final"],
     "magnitude": ["--method", "magnitude"],  # + --target-sparsity from the inherit run (magnitude_sparsity)
 }
 

@@ -61,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --criterion ratio: fraction of each group's channels removed per prune")
     g.add_argument("--round-to", type=int, default=d["round_to"].default,
                    help="each pruned group keeps a multiple of N channels (8 suits XNNPACK; default 1)")
-    g.add_argument("--round-mode", choices=("up", "down"), default=d["round_mode"].default,
-                   help="reach the multiple of --round-to by putting back the strongest removed channels (up, "
-                        "default) or removing the weakest kept ones (down; with the band criterion, which removes "
-                        "a few filters per round, 'up' usually removes none)")
+    g.add_argument("--round-mode", choices=("up", "down", "final"), default=d["round_mode"].default,
+                   help="reach the multiple of --round-to in every prune by putting back the strongest removed "
+                        "channels (up, default) or removing the weakest kept ones (down); or prune without "
+                        "rounding and round every group down once, when pruning stops (final). The band removes a "
+                        "few filters per round: 'up' then prunes nothing, 'down' shrinks every round; use 'final'")
     g.add_argument("--min-channels", type=int, default=d["min_channels"].default,
                    help="fewest channels a group keeps (default 1)")
     g.add_argument("--max-prune-round", type=int, default=d["max_prune_round"].default,

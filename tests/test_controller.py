@@ -60,3 +60,19 @@ def test_rejects_bad_arguments():
         PruningController(5, 0)
     with pytest.raises(ValueError, match="max_prune_round"):
         PruningController(-1, 3)
+
+
+def test_final_rounding_happens_once_and_only_after_pruning_stopped():
+    c = PruningController(max_prune_round=2, patience=3)
+    with pytest.raises(RuntimeError, match="after pruning has stopped"):
+        c.final_rounding(2, 100, 90, W, W, 8)
+    assert c.should_propose(2) and c.should_propose(3) and not c.should_propose(4)  # window over: stopped
+    d = c.final_rounding(4, 1000, 900, {"conv1": 29}, {"conv1": 24}, 8)
+    assert (d.action, d.params_after, d.widths_after, d.stopped) == ("accepted", 900, {"conv1": 24}, True)
+    assert "multiples of 8" in d.reason and c.state.rounded and c.state.accepted == 1
+    assert ControllerState.from_dict(c.state.to_dict()).rounded
+    with pytest.raises(RuntimeError, match="once"):
+        c.final_rounding(5, 900, 900, W, W, 8)
+    c2 = PruningController(max_prune_round=0, patience=3)
+    c2.should_propose(2)
+    assert c2.final_rounding(2, 100, 100, W, W, 8).action == "skipped"  # widths already multiples

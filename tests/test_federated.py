@@ -131,3 +131,18 @@ def test_worker_pids_finds_tffs_local_worker_and_stopping_it_lets_tff_start_anot
     assert state() == "Z"  # killed, left for TFF's ServiceManager to reap
     assert add_one(2) == 3  # TFF notices and starts a new worker
     assert worker_pids() and worker_pids() != pids
+
+
+def test_round_mode_final_prunes_freely_then_rounds_every_group_down_once(tmp_path, femnist):
+    cfg = make_config(tmp_path, "final", rounds=4, k=0.8, max_prune_round=1, round_to=8, round_mode="final")
+    res = loop.run(cfg, data=femnist, progress=False)
+    actions = [(r["round"], r["prune"]["action"]) for r in res.records]
+    assert actions == [(1, "skipped"), (2, "accepted"), (3, "accepted"), (4, "skipped")]
+    band_widths = res.records[1]["widths"]  # round 2: the band's prune, not rounded
+    assert any(w % 8 for name, w in band_widths.items() if name != "classifier")
+    final = res.records[2]
+    assert "final rounding to multiples of 8" in final["prune"]["reason"]
+    for name in ("conv1", "conv2"):
+        assert final["widths"][name] % 8 == 0 and band_widths[name] - 8 < final["widths"][name] <= band_widths[name]
+    assert final["params"] == cnn_param_count(final["widths"]["conv1"], final["widths"]["conv2"])
+    assert checkpoint.load(cfg.output_dir).controller["rounded"]

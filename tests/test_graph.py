@@ -247,6 +247,12 @@ def test_round_down_turns_a_small_band_prune_into_a_multiple_of_eight():
     # groups the criterion leaves alone keep their width, multiple or not; min_channels rounds up
     assert pruning.plan(model, pruning.band(50.0), round_to=8, round_mode="down").widths_after == \
         {"conv1": 32, "conv2": 64, "classifier": 62}
+    odd = get_model("cnn", "femnist", widths=(29, 45), seed=3)  # ratio(0) + down trims only non-multiples
+    trim = pruning.plan(odd, pruning.ratio(0.0), round_to=8, round_mode="down")
+    assert trim.widths_after == {"conv1": 24, "conv2": 40, "classifier": 62}
+    g1 = next(g for g in trim.groups if g.producers == ("conv1",))
+    n1 = pruning.filter_l1(odd.get_layer("conv1"))
+    np.testing.assert_array_equal(g1.pruned_channels, np.sort(np.argsort(n1, kind="stable")[:5]))
     tiny = pruning.plan(model, pruning.ratio(0.99), round_to=8, round_mode="down", min_channels=9)
     assert tiny.widths_after["conv1"] == 16 and tiny.widths_after["conv2"] == 16
     with pytest.raises(ValueError, match="round_mode"):

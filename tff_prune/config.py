@@ -76,7 +76,9 @@ class ExperimentConfig:
       prune_ratio: with ``criterion="ratio"``, fraction of each group's channels removed per prune.
       round_to: every pruned group keeps a multiple of this many channels (8 suits XNNPACK).
       round_mode: ``"up"`` (put back the strongest removed channels) or ``"down"`` (remove the
-        weakest kept ones) to reach the multiple; see ``pruning.plan``.
+        weakest kept ones) to reach the multiple in every prune (see ``pruning.plan``), or
+        ``"final"``: prune without rounding, then once pruning has stopped round every group
+        down to the multiple (one extra prune of the weakest channels).
       min_channels: fewest channels a group keeps.
       max_prune_round: last round after whose aggregation pruning may happen (paper: 50).
       patience: consecutive rounds without a parameter drop before pruning stops (paper: 3).
@@ -174,8 +176,8 @@ class ExperimentConfig:
             fail("max-prune-round", f"must be >= 0, got {self.max_prune_round!r}")
         if not (self.k > 0):
             fail("k", f"must be > 0 (the band is mu +- k*sigma; the paper uses 2.0-2.5), got {self.k!r}")
-        if self.round_mode not in ("up", "down"):
-            fail("round-mode", f"must be 'up' or 'down', got {self.round_mode!r}")
+        if self.round_mode not in ("up", "down", "final"):
+            fail("round-mode", f"must be 'up', 'down' or 'final', got {self.round_mode!r}")
         if self.criterion not in CRITERIA:
             fail("criterion", f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
         if not (0 <= self.prune_ratio < 1):

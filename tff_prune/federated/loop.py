@@ -95,8 +95,16 @@ def load_data(config: ExperimentConfig) -> FederatedData:
 def make_plan(model: tf.keras.Model, config: ExperimentConfig) -> pruning.PruningPlan:
     """The server's pruning proposal for the global ``model`` under the run's criterion."""
     criterion = pruning.band(config.k) if config.criterion == "band" else pruning.ratio(config.prune_ratio)
+    if config.round_mode == "final":  # rounding waits until pruning stops (final_rounding_plan)
+        return pruning.plan(model, criterion, min_channels=config.min_channels)
     return pruning.plan(model, criterion, min_channels=config.min_channels, round_to=config.round_to,
                         round_mode=config.round_mode)
+
+
+def final_rounding_plan(model: tf.keras.Model, config: ExperimentConfig) -> pruning.PruningPlan:
+    """``--round-mode final``: every group rounded down to a multiple of ``round_to`` (its weakest channels go)."""
+    return pruning.plan(model, pruning.ratio(0.0), min_channels=config.min_channels, round_to=config.round_to,
+                        round_mode="down")
 
 
 def _compile(model: tf.keras.Model) -> tf.keras.Model:
@@ -224,6 +232,16 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
                                    seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
             decision = controller.decide(r, summary["params"], accounting.count_params(proposal),
                                          summary["widths"], accounting.conv_widths(proposal))
+            if decision.action == "accepted":
+                model = float_arch = _compile(proposal)
+                summary = accounting.summarize(model)
+                process, state = new_process(_builder(model), r)
+        elif (structured and not in_qat and config.round_mode == "final" and config.round_to > 1
+              and controller.state.stopped and not controller.state.rounded):
+            proposal = prune_model(model, final_rounding_plan(model, config), weights=config.weights,
+                                   seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
+            decision = controller.final_rounding(r, summary["params"], accounting.count_params(proposal),
+                                                 summary["widths"], accounting.conv_widths(proposal), config.round_to)
             if decision.action == "accepted":
                 model = float_arch = _compile(proposal)
                 summary = accounting.summarize(model)

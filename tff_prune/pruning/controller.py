@@ -25,12 +25,14 @@ class ControllerState:
       stopped: True once pruning has ended (patience exhausted or max round passed).
       accepted: number of accepted prunes so far.
       stop_reason: why pruning stopped ('' while active).
+      rounded: the one final rounding of ``--round-mode final`` has been done.
     """
 
     failures: int = 0
     stopped: bool = False
     accepted: int = 0
     stop_reason: str = ""
+    rounded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict."""
@@ -132,6 +134,28 @@ class PruningController:
                         int(params_after) if action == "accepted" else int(params_before),
                         dict(widths_before), dict(widths_after if action == "accepted" else widths_before),
                         s.failures, s.stopped, reason)
+
+    def final_rounding(self, round_num: int, params_before: int, params_after: int,
+                       widths_before: Mapping[str, int], widths_after: Mapping[str, int],
+                       round_to: int) -> Decision:
+        """The one rounding of every group to a multiple of ``round_to`` after pruning stopped (``--round-mode final``).
+
+        Accepted iff the parameter count drops (it does unless every width already is a multiple).
+
+        Raises:
+          RuntimeError: pruning has not stopped, or the rounding was already done.
+        """
+        s = self.state
+        if not s.stopped or s.rounded:
+            raise RuntimeError("final rounding happens once, after pruning has stopped")
+        s.rounded = True
+        accepted = params_after < params_before
+        s.accepted += int(accepted)
+        reason = (f"final rounding to multiples of {round_to}: parameters {params_before} -> {params_after}"
+                  if accepted else f"final rounding to multiples of {round_to}: widths already are")
+        return Decision(round_num, "accepted" if accepted else "skipped", int(params_before),
+                        int(params_after) if accepted else int(params_before), dict(widths_before),
+                        dict(widths_after if accepted else widths_before), s.failures, True, reason)
 
     def skipped(self, round_num: int, params: int, widths: Mapping[str, int],
                 reason: Optional[str] = None) -> Decision:

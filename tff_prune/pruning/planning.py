@@ -176,7 +176,7 @@ def group_importance(model: tf.keras.Model, group: DependencyGroup, aggregate: s
     return AGGREGATES[aggregate](np.stack(scores), axis=0)
 
 
-ROUND_MODES = ("up", "down")
+ROUND_MODES = ("up", "down")  # see plan(); "final" (config only) rounds down once when pruning stops
 
 
 def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, round_to: int = 1,
@@ -191,10 +191,10 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
         kernels.
       round_mode: ``"up"``: put back the most important removed channels up to the next multiple
         (a group whose width is below it keeps all its channels); a criterion that removes fewer
-        than ``round_to`` channels of a group then removes none. ``"down"``: in a group the
-        criterion prunes, also remove the least important kept channels down to the multiple
-        below (at least ``round_to``, and ``min_channels`` rounded up); groups it leaves alone
-        stay as they are.
+        than ``round_to`` channels of a group then removes none. ``"down"``: every group ends at
+        the multiple at or below what the criterion keeps (at least ``round_to``, and
+        ``min_channels`` rounded up) by also removing its least important kept channels; with
+        ``ratio(0)`` this only trims groups whose width is not a multiple.
       aggregate: how producers' filter norms combine into a channel's importance.
       include_dense: also prune groups produced only by Dense layers (hidden units). Off by
         default: the paper prunes convolution filters only.
@@ -222,7 +222,7 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
         s = group_importance(model, g, aggregate)
         keep = criterion.keep_mask(s)
         target = max(int(keep.sum()), min(int(min_channels), g.channels))
-        if round_to > 1 and round_mode == "down" and target < g.channels:
+        if round_to > 1 and round_mode == "down" and (target < g.channels or g.channels % round_to):
             least = math.ceil(max(int(min_channels), 1) / round_to) * round_to
             target = min(g.channels, max(target // round_to * round_to, least))
         elif round_to > 1:
