@@ -56,16 +56,28 @@ def test_results_markdown_is_generated_from_the_json(tmp_path):
             if os.path.isfile(os.path.join(results, "femnist_cnn", r, "summary.json"))]
     if not runs:
         pytest.skip("no committed results")
-    text = make_results.render(results, str(tmp_path / "RESULTS.md"))
+    full = make_results.render(results, str(tmp_path / "RESULTS.md"))
     assert (tmp_path / "results" / "femnist_cnn.png").stat().st_size > 0
+    text = full.split("## femnist_cnn\n", 1)[1].split("\n## ", 1)[0]  # this experiment's section
     for run in set(make_results.RUN_ORDER) - set(runs):
         assert f"| {run} | not run yet |" in text
     if os.path.isfile(make_results.DISCUSSION):
         with open(make_results.DISCUSSION) as f:
-            assert f.read().strip() in text
+            assert f.read().strip() in full
     for run in runs:
         with open(os.path.join(results, "femnist_cnn", run, "summary.json")) as f:
             s = json.load(f)
         row = next(line for line in text.splitlines() if line.startswith(f"| {run} |"))
         assert f"{s['final_params']:,}" in row and f"{100 * s['final_accuracy']:.2f}%" in row
     assert "74.78% → 71.55%" in text  # the authors' numbers beside ours
+    if {"inherit", "magnitude"} <= set(runs):  # structured vs unstructured at the same non-zero budget
+        with open(os.path.join(results, "femnist_cnn", "magnitude", "summary.json")) as f:
+            m = json.load(f)
+        rows = [line for line in text.splitlines() if line.startswith("| magnitude |")]
+        assert len(rows) == 2 and f"({m['final_nonzero_params']:,} non-zero)" in rows[0]
+        f32 = m["tflite_variants"]["float32"]
+        cells = (f"| {m['final_nonzero_params']:,} | {m['final_params']:,} | {f32['size_bytes']:,} | "
+                 f"{f32['gzip_bytes']:,} |")
+        assert cells in rows[1]
+    else:
+        assert "Structured vs unstructured" not in text
