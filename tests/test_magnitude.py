@@ -147,3 +147,16 @@ def test_cli_magnitude_run_writes_sparsity_and_gzip_sizes(tmp_path, data_dir):
     assert v["sparse"]["test_accuracy"] == v["float32"]["test_accuracy"]
     with pytest.raises(SystemExit):
         run_simulation.main(["--method", "magnitude", "--no-prune", "--output-dir", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize("wrapper", ["magnitude", "qat"])
+def test_batchnorm_statistics_under_tfmot_wrappers_are_averaged_too(wrapper):
+    from tff_prune.federated.qat import quantize
+    from tff_prune.federated.variables import needs_wrapper
+
+    model = get_model("resnet", "celeba", seed=0)
+    wrapped = magnitude.wrap(model, 0.5, 2) if wrapper == "magnitude" else quantize(model)
+    trainable, non_trainable = tff_variable_split(wrapped)
+    moving = [v.name for v in trainable if "moving_" in v.name]
+    assert needs_wrapper(wrapped) and len(moving) == 2 * 7  # mean and variance of the 7 BatchNormalization layers
+    assert "stem_bn/moving_mean:0" in moving and not [v for v in non_trainable if "moving_" in v.name]

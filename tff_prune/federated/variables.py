@@ -4,9 +4,10 @@
 *trainable* variables only; the server's non-trainable variables never change. Two kinds of
 non-trainable state must move, though:
 
-- BatchNormalization moving mean and variance: updated by assignment in every training
-  step on the clients; left alone, the server's inference statistics stay at their
-  initial 0 / 1 and a BN network evaluates badly however well it trains.
+- BatchNormalization moving mean and variance (also under tfmot's pruning or quantization
+  wrappers): updated by assignment in every training step on the clients; left alone, the
+  server's inference statistics stay at their initial 0 / 1 and a BN network evaluates badly
+  however well it trains.
 - tfmot quantization ranges of a QAT model (``*_min`` / ``*_max``), see ``qat.py``.
 
 :class:`AveragedStateModel` reports those variables as trainable to TFF. They receive no
@@ -29,13 +30,20 @@ from tff_prune.federated.qat import is_range
 L = tf.keras.layers
 
 
+def _inner(layer):
+    """The layer under tfmot wrappers (``PruneLowMagnitude``, ``QuantizeWrapper``: both keep it as ``.layer``)."""
+    while isinstance(getattr(layer, "layer", None), tf.keras.layers.Layer):
+        layer = layer.layer
+    return layer
+
+
 def _averaged_state(model: tf.keras.Model) -> set[int]:
     ids = set()
     for layer in model.layers:
+        is_bn = isinstance(_inner(layer), L.BatchNormalization)
         for v in layer.non_trainable_weights:
             name = v.name.split("/")[-1].split(":")[0]
-            if is_range(layer, v) or (isinstance(layer, L.BatchNormalization)
-                                      and name in ("moving_mean", "moving_variance")):
+            if is_range(layer, v) or (is_bn and name in ("moving_mean", "moving_variance")):
                 ids.add(id(v))
     return ids
 
