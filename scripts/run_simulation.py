@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("automatic pruning")
     g.add_argument("--no-prune", action="store_true", help="plain FedAvg baseline, no pruning")
     g.add_argument("--criterion", default=d["criterion"].default,
-                   help="band (the paper's mu +- k*sigma per group) or ratio (--prune-ratio of each group)")
+                   help="band (the paper's mu +- k*sigma per group), band_low (only filters below mu - k*sigma "
+                        "go) or ratio (--prune-ratio of each group)")
     g.add_argument("--k", type=float, default=d["k"].default, help="band mu +- k*sigma (paper: 2.2 on FEMNIST)")
     g.add_argument("--prune-ratio", type=float, default=d["prune_ratio"].default,
                    help="with --criterion ratio: fraction of each group's channels removed per prune")

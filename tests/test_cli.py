@@ -101,7 +101,7 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     (["--dataset", "cifar"], "--dataset: unknown dataset"),
     (["--tflite-variants", "int4"], "--tflite-variants: unknown TFLite variant"),
     (["--model", "vgg"], "--model: unknown model 'vgg'; choose one of cnn, resnet, inception"),
-    (["--criterion", "l2"], "--criterion: unknown criterion"),
+    (["--criterion", "l2"], "--criterion: unknown criterion 'l2'; choose one of band, band_low, ratio"),
     (["--criterion", "ratio", "--prune-ratio", "1"], "--prune-ratio: must be in [0, 1)"),
     (["--round-to", "0"], "--round-to: must be an integer >= 1"),
     (["--min-channels", "0"], "--min-channels: must be an integer >= 1"),

@@ -1,10 +1,12 @@
-"""The band criterion mu - k*sigma <= s <= mu + k*sigma and L1 filter norms."""
+"""The band criterion mu - k*sigma <= s <= mu + k*sigma, its lower-bound-only variant, and L1 filter norms."""
 
 import numpy as np
 import pytest
 
 from tff_prune.models import get_model
-from tff_prune.pruning import band_keep_mask, band_selection, l1_filter_norms
+from tff_prune.config import ExperimentConfig
+from tff_prune.federated import loop
+from tff_prune.pruning import band, band_keep_mask, band_low, band_selection, l1_filter_norms, plan
 
 
 def test_both_tails_are_removed():
@@ -13,6 +15,37 @@ def test_both_tails_are_removed():
     assert s[0] < mu - 2.2 * sigma and s[-1] > mu + 2.2 * sigma
     keep = band_keep_mask(s, 2.2)
     assert keep.tolist() == [False] + [True] * 20 + [False]
+
+
+def test_low_tail_only_keeps_the_strong_outlier():
+    s = np.array([0.1] + [5.0] * 20 + [12.0])
+    assert band_keep_mask(s, 2.2, tails="low").tolist() == [False] + [True] * 21
+    assert band_low(2.2).keep_mask(s).tolist() == [False] + [True] * 21
+    assert str(band_low(2.2)) == "band_low(2.2)"
+    with pytest.raises(ValueError, match="tails must be 'both' or 'low'"):
+        band_keep_mask(s, 2.2, tails="high")
+    with pytest.raises(ValueError, match=r"band_low\(k\) needs a finite k > 0"):
+        band_low(0.0)
+
+
+def test_band_low_on_a_model_removes_only_filters_below_the_band():
+    # Same model, same k: band_low removes exactly the filters band removes below mu - k*sigma, none above.
+    model = get_model("cnn", "femnist", seed=5)
+    w = model.get_layer("conv2").kernel.numpy()
+    w[..., 3] *= 4.0  # a filter far above the band
+    w[..., 9] *= 0.01  # and one far below
+    model.get_layer("conv2").kernel.assign(w)
+    both = plan(model, band(2.0))
+    low = plan(model, band_low(2.0))
+    kept_both, kept_low = ({int(i) for g in p.groups if "conv2" in g.producers for i in g.kept_filters("conv2")}
+                           for p in (both, low))
+    assert 3 not in kept_both and 9 not in kept_both
+    assert 3 in kept_low and 9 not in kept_low
+    norms = l1_filter_norms(model)["conv2"]
+    assert kept_low == set(np.flatnonzero(norms >= norms.mean() - 2.0 * norms.std()).tolist())
+    assert low.params_after > both.params_after
+    cfg = ExperimentConfig(criterion="band_low", k=2.0)
+    assert loop.make_plan(model, cfg).widths_after == low.widths_after
 
 
 def test_uses_population_std_not_sample_std():

@@ -18,7 +18,7 @@ DEFAULT_DATA_DIR = os.path.join(PROJECT_ROOT, os.pardir, "shared", "data")
 
 DATASETS = ("femnist", "celeba")
 MODELS = ("cnn", "resnet", "inception")
-CRITERIA = ("band", "ratio")
+CRITERIA = ("band", "band_low", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
 METHODS = ("structured", "magnitude")
 
@@ -72,7 +72,8 @@ class ExperimentConfig:
       client_lr: client Adam learning rate (paper: 1e-3).
       server_lr: server SGD learning rate; 1.0 is plain FedAvg.
       k: band width of the criterion mu +- k*sigma (paper: 2.2 on FEMNIST).
-      criterion: ``"band"`` (the paper's, uses ``k``) or ``"ratio"`` (uses ``prune_ratio``).
+      criterion: ``"band"`` (the paper's, uses ``k``), ``"band_low"`` (its lower bound only: removes
+        unusually weak channels, keeps unusually strong ones; uses ``k``) or ``"ratio"`` (uses ``prune_ratio``).
       prune_ratio: with ``criterion="ratio"``, fraction of each group's channels removed per prune.
       round_to: every pruned group keeps a multiple of this many channels (8 suits XNNPACK).
       round_mode: ``"up"`` (put back the strongest removed channels) or ``"down"`` (remove the

@@ -94,7 +94,10 @@ def load_data(config: ExperimentConfig) -> FederatedData:
 
 def make_plan(model: tf.keras.Model, config: ExperimentConfig) -> pruning.PruningPlan:
     """The server's pruning proposal for the global ``model`` under the run's criterion."""
-    criterion = pruning.band(config.k) if config.criterion == "band" else pruning.ratio(config.prune_ratio)
+    if config.criterion == "ratio":
+        criterion = pruning.ratio(config.prune_ratio)
+    else:
+        criterion = pruning.band(config.k) if config.criterion == "band" else pruning.band_low(config.k)
     if config.round_mode == "final":  # rounding waits until pruning stops (final_rounding_plan)
         return pruning.plan(model, criterion, min_channels=config.min_channels)
     return pruning.plan(model, criterion, min_channels=config.min_channels, round_to=config.round_to,

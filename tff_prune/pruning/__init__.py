@@ -1,7 +1,7 @@
 """The pruning engine: plain Keras + NumPy, usable without TFF.
 
 - :func:`dependency_graph`: channel-dependency groups of a functional/Sequential model.
-- :func:`band`, :func:`ratio`: criteria; :func:`plan` -> :class:`PruningPlan`.
+- :func:`band`, :func:`band_low`, :func:`ratio`: criteria; :func:`plan` -> :class:`PruningPlan`.
 - :func:`prune_model` / :func:`mask_model`: structured surgery (inherit or re-init weights).
 - :class:`PruningController`: accept-on-parameter-drop with patience and a last prune round.
 
@@ -13,7 +13,8 @@ Example::
 """
 
 from tff_prune.pruning.controller import ControllerState, Decision, PruningController
-from tff_prune.pruning.criteria import Criterion, band, band_keep_mask, filter_l1, l1_filter_norms, ratio, widths_after
+from tff_prune.pruning.criteria import (Criterion, band, band_keep_mask, band_low, filter_l1, l1_filter_norms, ratio,
+                                         widths_after)
 from tff_prune.pruning.graph import (DependencyGraph, DependencyGroup, UnsupportedLayerError, barriers,
                                      dependency_graph)
 from tff_prune.pruning.planning import (PlannedGroup, PruningPlan, group_importance, plan, plan_from_channels,
@@ -32,7 +33,7 @@ def band_selection(model, k: float) -> dict:
 
 __all__ = [
     "ControllerState", "Criterion", "Decision", "DependencyGraph", "DependencyGroup", "PlannedGroup",
-    "PruningController", "PruningPlan", "UnsupportedLayerError", "band", "band_keep_mask", "band_selection",
+    "PruningController", "PruningPlan", "UnsupportedLayerError", "band", "band_keep_mask", "band_low", "band_selection",
     "barriers", "dependency_graph", "filter_l1", "group_importance", "l1_filter_norms", "mask_model", "plan",
     "plan_from_channels", "plan_from_keep", "prune_model", "ratio", "widths_after",
 ]

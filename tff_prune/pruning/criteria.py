@@ -12,6 +12,9 @@ Criteria (the fraction and band are computed per group, as the paper does per la
 - :func:`band` — the paper's: with ``mu`` the mean and ``sigma`` the population standard
   deviation of a group's importances, keep channel ``j`` iff
   ``mu - k*sigma <= s_j <= mu + k*sigma`` (unusually weak *and* strong channels go).
+- :func:`band_low` — the band's lower bound only: keep channel ``j`` iff ``s_j >= mu - k*sigma``
+  (only unusually weak channels go; not in the paper: on inherited weights the paper's upper
+  tail removes the strongest filters every round, see docs/RESULTS.md).
 - :func:`ratio` — remove the ``floor(r * channels)`` least important channels.
 """
 
@@ -44,12 +47,13 @@ def filter_l1(layer: tf.keras.layers.Layer) -> np.ndarray:
     return np.abs(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0)
 
 
-def band_keep_mask(norms: np.ndarray, k: float) -> np.ndarray:
+def band_keep_mask(norms: np.ndarray, k: float, tails: str = "both") -> np.ndarray:
     """Keep-mask of the band criterion ``mu - k*sigma <= s <= mu + k*sigma``.
 
     Args:
       norms: 1-D array of importances, shape ``(channels,)``, finite, any float dtype.
       k: band half-width in standard deviations, > 0 (paper: 2.0-2.5).
+      tails: ``"both"`` (the paper's) or ``"low"`` (no upper bound: keep ``s >= mu - k*sigma``).
 
     Returns:
       bool array of shape ``(channels,)``. ``sigma`` is the population standard deviation
@@ -58,9 +62,11 @@ def band_keep_mask(norms: np.ndarray, k: float) -> np.ndarray:
       kept: if the band is empty (possible only for k < 1), the one nearest ``mu``.
 
     Raises:
-      ValueError: ``k <= 0``, ``norms`` empty, not 1-D, or not finite.
+      ValueError: ``k <= 0``, ``tails`` not "both"/"low", ``norms`` empty, not 1-D, or not finite.
     """
     s = np.asarray(norms, dtype=np.float64)
+    if tails not in ("both", "low"):
+        raise ValueError(f"tails must be 'both' or 'low', got {tails!r}")
     if not k > 0:
         raise ValueError(f"k must be > 0, got {k!r}")
     if s.ndim != 1 or s.size == 0:
@@ -69,7 +75,9 @@ def band_keep_mask(norms: np.ndarray, k: float) -> np.ndarray:
         raise ValueError("norms contain NaN or infinity; the model's weights have diverged")
     mu, sigma = s.mean(), s.std()
     slack = 1e-12 * max(1.0, float(np.abs(s).max()))
-    keep = (s >= mu - k * sigma - slack) & (s <= mu + k * sigma + slack)
+    keep = s >= mu - k * sigma - slack
+    if tails == "both":
+        keep &= s <= mu + k * sigma + slack
     if not keep.any():
         keep[np.argmin(np.abs(s - mu))] = True
     return keep
@@ -80,7 +88,7 @@ class Criterion:
     """A rule that picks channels to remove from one group's importances.
 
     Attributes:
-      name: 'band' or 'ratio'; value: ``k`` or ``r``.
+      name: 'band', 'band_low' or 'ratio'; value: ``k`` or ``r``.
     """
 
     name: str
@@ -89,8 +97,8 @@ class Criterion:
     def keep_mask(self, importance: np.ndarray) -> np.ndarray:
         """Bool keep-mask ``(channels,)`` for float importances ``(channels,)``."""
         s = np.asarray(importance, dtype=np.float64)
-        if self.name == "band":
-            return band_keep_mask(s, self.value)
+        if self.name in ("band", "band_low"):
+            return band_keep_mask(s, self.value, "both" if self.name == "band" else "low")
         keep = np.ones(s.shape, dtype=bool)
         n = int(np.floor(self.value * s.size + 1e-9))
         keep[np.argsort(s, kind="stable")[:n]] = False
@@ -109,6 +117,20 @@ def band(k: float) -> Criterion:
     if not (np.isfinite(k) and k > 0):
         raise ValueError(f"band(k) needs a finite k > 0 (paper: 2.0-2.5), got {k!r}")
     return Criterion("band", float(k))
+
+
+def band_low(k: float) -> Criterion:
+    """The band's lower bound only: keep channels with importance ``>= mu - k*sigma`` (not the paper's).
+
+    Removes only unusually weak channels; the paper's :func:`band` also removes unusually strong
+    ones, which on inherited weights are the filters the model relies on most.
+
+    Raises:
+      ValueError: ``k <= 0`` or not finite.
+    """
+    if not (np.isfinite(k) and k > 0):
+        raise ValueError(f"band_low(k) needs a finite k > 0, got {k!r}")
+    return Criterion("band_low", float(k))
 
 
 def ratio(r: float) -> Criterion:

@@ -185,7 +185,8 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
 
     Args:
       model: a functional or Sequential Keras model.
-      criterion: :func:`~tff_prune.pruning.band` or :func:`~tff_prune.pruning.ratio`.
+      criterion: :func:`~tff_prune.pruning.band`, :func:`~tff_prune.pruning.band_low` or
+        :func:`~tff_prune.pruning.ratio`.
       min_channels: fewest channels a group keeps (>= 1).
       round_to: each group keeps a multiple of this many channels (>= 1). 8 suits XNNPACK's SIMD
         kernels.
