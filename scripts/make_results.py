@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 
 from tff_prune import report  # noqa: E402
 
-RUN_ORDER = ("fedavg", "reinit", "inherit", "inherit_round8", "magnitude")
+RUN_ORDER = ("fedavg", "reinit", "inherit", "inherit_round8", "magnitude", "inherit_low")
 DISCUSSION = os.path.join(ROOT, "docs", "results_discussion.md")  # hand-written, included verbatim
 
 

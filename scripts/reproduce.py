@@ -6,12 +6,14 @@ Example:
   .venv/bin/python scripts/reproduce.py --experiment all
   .venv/bin/python scripts/make_results.py          # docs/RESULTS.md from results/*/
 
-Each experiment runs five simulations on the same seed and therefore the same sampled clients:
+Each experiment runs six simulations on the same seed and therefore the same sampled clients:
 ``fedavg`` (--no-prune), ``reinit`` (the authors' fresh weights after each prune), ``inherit`` (survivors
 keep their weights), ``inherit_round8`` (inherit, then every group rounded down to a multiple of 8
-channels once pruning stops: ``--round-mode final``) and ``magnitude``
+channels once pruning stops: ``--round-mode final``), ``magnitude``
 (the tfmot unstructured baseline: prune_low_magnitude, polynomial decay over the same prune window to the
-per-kernel sparsity that leaves as many non-zero parameters as ``inherit`` kept; needs ``inherit`` first).
+per-kernel sparsity that leaves as many non-zero parameters as ``inherit`` kept; needs ``inherit`` first),
+and ``inherit_low`` (beyond the paper: inherit with ``--criterion band_low``, only filters below mu - k*sigma
+go).
 The authors' k,
 5 local epochs, batch 32 and client Adam 1e-3 are kept; rounds, clients per round and the last prune round
 are scaled to fit about an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 = 10%
@@ -81,6 +83,8 @@ RUNS = {
     # 2,374 parameters by round 9). "final" prunes like inherit, then rounds down once when pruning stops.
     "inherit_round8": ["--weights", "inherit", "--round-to", "8", "--round-mode", "final"],
     "magnitude": ["--method", "magnitude"],  # + --target-sparsity from the inherit run (magnitude_sparsity)
+    # Not the paper's: only the weak tail of the band goes (inherit removes the strongest filters each round).
+    "inherit_low": ["--weights", "inherit", "--criterion", "band_low"],
 }
 
 

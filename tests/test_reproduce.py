@@ -20,6 +20,7 @@ def test_runs_share_seed_and_clients_and_differ_only_in_pruning():
         assert flags[:variants] + flags[variants + 1:len(common)] == common[:variants] + common[variants + 1:]
     assert args["reinit"][-2:] == ["--weights", "reinit"]
     assert args["inherit_round8"][-4:] == ["--round-to", "8", "--round-mode", "final"]
+    assert args["inherit_low"][-4:] == ["--weights", "inherit", "--criterion", "band_low"]
     assert args["magnitude"][-4:] == ["--method", "magnitude", "--target-sparsity", "0.700000"]
     assert args["magnitude"][variants] == "float32,int8,sparse" and args["fedavg"][variants] == "float32,int8"
     assert "--k" in common and common[common.index("--k") + 1] == "2.0"
