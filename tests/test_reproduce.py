@@ -82,3 +82,15 @@ def test_results_markdown_is_generated_from_the_json(tmp_path):
         assert cells in rows[1]
     else:
         assert "Structured vs unstructured" not in text
+
+
+def test_experiments_not_started_are_listed_with_their_plan_and_the_authors_numbers(tmp_path):
+    (tmp_path / "results").mkdir()
+    full = make_results.render(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"))
+    for name, exp in reproduce.EXPERIMENTS.items():
+        text = full.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
+        assert (f"**Not run yet.** Planned: {exp.dataset} / {exp.model}, k = {exp.k}, {exp.rounds} rounds, "
+                f"{exp.clients_per_round} clients per round") in text
+        assert f"{exp.paper['baseline_acc']:.2f}% → {exp.paper['pruned_acc']:.2f}%" in text
+        assert all(f"| {run} | not run yet |" in text for run in make_results.RUN_ORDER)
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
