@@ -18,7 +18,8 @@ The authors' k,
 5 local epochs, batch 32 and client Adam 1e-3 are kept. FEMNIST: rounds, clients per round and the last prune
 round are scaled to fit about an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 =
 10% of the rounds). CelebA: the authors' 500 rounds x 50 clients, because no shorter setting learned the
-``male`` label on this split (several hours per run on 2 cores; see EXPERIMENTS and docs/RESULTS.md). Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json,
+``male`` label on this split (several hours per run on 2 cores; see EXPERIMENTS and docs/RESULTS.md).
+Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json,
 metrics.jsonl, models, plots) and results/<experiment>/experiment.json. Re-running skips finished runs and
 resumes interrupted ones (--resume), so the script can be stopped at any time.
 """
