@@ -63,6 +63,19 @@ def test_client_dataset_is_shuffled_repeated_and_batched(femnist):
     assert not np.array_equal(batches[0][1].numpy(), other[0][1].numpy())
 
 
+def test_client_cache_keeps_the_uncached_order_exactly(femnist):
+    # The cache only saves re-reading and re-decoding each local epoch: same batches, same order.
+    cid = femnist.client_ids[1]
+    cached = list(femnist.client_dataset(cid, 3, 32, seed=11))
+    plain = (femnist.train.create_tf_dataset_for_client(cid).map(femnist.preprocess_fn)
+             .shuffle(512, seed=11, reshuffle_each_iteration=True).repeat(3).batch(32))
+    plain = list(plain)
+    assert len(cached) == len(plain)
+    for (xc, yc), (xp, yp) in zip(cached, plain):
+        np.testing.assert_array_equal(xc.numpy(), xp.numpy())
+        np.testing.assert_array_equal(yc.numpy(), yp.numpy())
+
+
 def test_authors_crop(femnist):
     import functools
 
