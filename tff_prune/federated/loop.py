@@ -25,6 +25,7 @@ Per round ``r = 1..R``:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -229,22 +230,18 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
         t0 = time.perf_counter()
         summary = accounting.summarize(float_arch)
         in_qat = (qat_start is not None and r >= qat_start) or is_qat_model(model)
+        plan = decide = None
         if structured and not in_qat and controller.should_propose(r):
-            plan = make_plan(model, config)
-            proposal = prune_model(model, plan, weights=config.weights,
-                                   seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
-            decision = controller.decide(r, summary["params"], accounting.count_params(proposal),
-                                         summary["widths"], accounting.conv_widths(proposal))
-            if decision.action == "accepted":
-                model = float_arch = _compile(proposal)
-                summary = accounting.summarize(model)
-                process, state = new_process(_builder(model), r)
+            plan, decide = make_plan(model, config), controller.decide
         elif (structured and not in_qat and config.round_mode == "final" and config.round_to > 1
               and controller.state.stopped and not controller.state.rounded):
-            proposal = prune_model(model, final_rounding_plan(model, config), weights=config.weights,
+            plan = final_rounding_plan(model, config)
+            decide = functools.partial(controller.final_rounding, round_to=config.round_to)
+        if plan is not None:
+            proposal = prune_model(model, plan, weights=config.weights,
                                    seed=derive_seed(config.seed, r, 1) if config.weights == "reinit" else None)
-            decision = controller.final_rounding(r, summary["params"], accounting.count_params(proposal),
-                                                 summary["widths"], accounting.conv_widths(proposal), config.round_to)
+            decision = decide(r, summary["params"], accounting.count_params(proposal),
+                              summary["widths"], accounting.conv_widths(proposal))
             if decision.action == "accepted":
                 model = float_arch = _compile(proposal)
                 summary = accounting.summarize(model)
