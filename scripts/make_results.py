@@ -11,6 +11,7 @@ and the authors' numbers from reproduce.py's table. Experiments with missing run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Optional, Sequence
@@ -26,8 +27,6 @@ DISCUSSION = os.path.join(ROOT, "docs", "results_discussion.md")  # hand-written
 
 def _planned(name: str) -> dict:
     """experiment.json's fields for an experiment reproduce.py defines but has not run (no seed yet)."""
-    import dataclasses
-
     from scripts.reproduce import EXPERIMENTS, prune_window
 
     exp = EXPERIMENTS[name]
