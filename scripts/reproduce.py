@@ -6,20 +6,20 @@ Example:
   .venv/bin/python scripts/reproduce.py --experiment all
   .venv/bin/python scripts/make_results.py          # docs/RESULTS.md from results/*/
 
-Each experiment runs six simulations on the same seed and therefore the same sampled clients:
-``fedavg`` (--no-prune), ``reinit`` (the authors' fresh weights after each prune), ``inherit`` (survivors
-keep their weights), ``inherit_round8`` (inherit, then every group rounded down to a multiple of 8
-channels once pruning stops: ``--round-mode final``), ``magnitude``
-(the tfmot unstructured baseline: prune_low_magnitude, polynomial decay over the same prune window to the
-per-kernel sparsity that leaves as many non-zero parameters as ``inherit`` kept; needs ``inherit`` first),
-and ``inherit_low`` (beyond the paper: inherit with ``--criterion band_low``, only filters below mu - k*sigma
-go). The authors' k, 5 local epochs, batch 32 and client Adam 1e-3 are kept. FEMNIST: rounds, clients
-per round and the last prune round are scaled to fit about an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 =
-10% of the rounds). CelebA: the authors' 500 rounds x 50 clients, because no shorter setting learned the
-``male`` label on this split (several hours per run on 2 cores; see EXPERIMENTS and docs/RESULTS.md).
-Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json,
-metrics.jsonl, models, plots) and results/<experiment>/experiment.json. Re-running skips finished runs and
-resumes interrupted ones (--resume), so the script can be stopped at any time.
+Each experiment runs six simulations on the same seed and therefore the same sampled clients: ``fedavg``
+(--no-prune), ``reinit`` (the authors' fresh weights after each prune), ``inherit`` (survivors keep their
+weights), ``inherit_round8`` (inherit, then every group rounded down to a multiple of 8 channels once pruning
+stops: ``--round-mode final``), ``magnitude`` (the tfmot unstructured baseline: prune_low_magnitude,
+polynomial decay over the same prune window to the per-kernel sparsity that leaves as many non-zero parameters
+as ``inherit`` kept; needs ``inherit`` first), and ``inherit_low`` (beyond the paper: inherit with
+``--criterion band_low``, only filters below mu - k*sigma go). The authors' k, 5 local epochs, batch 32 and
+client Adam 1e-3 are kept. FEMNIST: rounds, clients per round and the last prune round are scaled to fit about
+an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 = 10% of the rounds). CelebA: the
+authors' 500 rounds x 50 clients, because no shorter setting learned the ``male`` label on this split (several
+hours per run on 2 cores; see EXPERIMENTS and docs/RESULTS.md).
+Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json, metrics.jsonl, models,
+plots) and results/<experiment>/experiment.json. Re-running skips finished runs and resumes interrupted ones
+(--resume), so the script can be stopped at any time.
 """
 
 from __future__ import annotations
