@@ -22,6 +22,7 @@ sys.path.insert(0, ROOT)
 from tff_prune import report  # noqa: E402
 
 RUN_ORDER = ("fedavg", "reinit", "inherit", "inherit_round8", "magnitude", "inherit_low")
+CENTRALIZED = "centralized"  # reproduce.py's centralized reference (scripts/centralized_baseline.py)
 DISCUSSION = os.path.join(ROOT, "docs", "results_discussion.md")  # hand-written, included verbatim
 
 
@@ -43,7 +44,22 @@ def _load(results: str, name: str) -> dict:
         if os.path.isfile(os.path.join(d, "summary.json")):
             runs[run] = {"summary": report.read_json(os.path.join(d, "summary.json")),
                          "records": report.read_metrics(os.path.join(d, report.METRICS_FILE))}
-    return {"experiment": exp, "runs": runs}
+    central = os.path.join(results, name, CENTRALIZED, "summary.json")
+    return {"experiment": exp, "runs": runs,
+            "centralized": report.read_json(central) if os.path.isfile(central) else None}
+
+
+def centralized_line(entry: dict) -> str:
+    """One Markdown paragraph: the centralized reference's accuracy, or how to run it."""
+    c, name = entry["centralized"], entry["experiment"]["name"]
+    if c is None:
+        return (f"Centralized reference: not run yet (`scripts/reproduce.py --experiment {name} "
+                f"--runs {CENTRALIZED}`).\n")
+    return (f"Centralized reference (no federation: the same model, batch {c['batch_size']} and Adam {c['lr']:g} "
+            f"on the {c['num_train_clients']} training clients' {c['num_train_examples']:,} examples pooled, "
+            f"{c['epochs']} epochs): test accuracy {_pct(c['final_accuracy'])} after the last epoch, best "
+            f"{_pct(c['best_accuracy'])} (epoch {c['best_epoch']}, chosen on the test set); predicting the test "
+            f"set's majority class scores {_pct(c['test_majority'])}.\n")
 
 
 def _pct(x) -> str:
@@ -128,6 +144,9 @@ def plot(entry: dict, path: str) -> str:
         ax.set_title(title)
         ax.set_xlabel("round")
         ax.grid(alpha=0.3)
+    if entry.get("centralized"):
+        axes[0].axhline(100 * entry["centralized"]["final_accuracy"], color="black", ls="--", lw=1,
+                        label=f"centralized ({entry['centralized']['epochs']} epochs)")
     axes[0].legend()
     fig.suptitle(entry["experiment"]["name"])
     fig.tight_layout()
@@ -167,6 +186,7 @@ def render(results: str, output: str) -> str:
             parts.append(f"**Trial length:** {exp['rounds']} of the planned {exp['planned_rounds']} rounds "
                          f"(`reproduce.py --rounds`); not a reproduction yet.\n")
         parts.append(table(entry))
+        parts.append(centralized_line(entry))
         if baseline_table(entry):
             parts.append("Structured vs unstructured pruning (tfmot `prune_low_magnitude`, same non-zero budget "
                          "as `inherit`): file sizes, gzip-compressed float32 file, TFLite's sparse format "
@@ -174,7 +194,7 @@ def render(results: str, output: str) -> str:
             parts.append(baseline_table(entry))
         if exp["paper"].get("note"):
             parts.append(f"Authors' note: {exp['paper']['note']}.\n")
-        if entry["runs"]:
+        if entry["runs"] or entry["centralized"]:
             img = os.path.join(out_dir, "results", f"{name}.png")
             plot(entry, img)
             parts.append(f"![{name}](results/{name}.png)\n")

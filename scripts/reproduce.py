@@ -12,7 +12,9 @@ weights), ``inherit_round8`` (inherit, then every group rounded down to a multip
 stops: ``--round-mode final``), ``magnitude`` (the tfmot unstructured baseline: prune_low_magnitude,
 polynomial decay over the same prune window to the per-kernel sparsity that leaves as many non-zero parameters
 as ``inherit`` kept; needs ``inherit`` first), and ``inherit_low`` (beyond the paper: inherit with
-``--criterion band_low``, only filters below mu - k*sigma go). The authors' k, 5 local epochs, batch 32 and
+``--criterion band_low``, only filters below mu - k*sigma go). First, ``centralized``: no federation, the
+same model trained on the pooled training clients (scripts/centralized_baseline.py; a few minutes), the
+reference that tells a FedAvg run short of rounds from one short of data. The authors' k, 5 local epochs, batch 32 and
 client Adam 1e-3 are kept. FEMNIST: rounds, clients per round and the last prune round are scaled to fit about
 an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 = 10% of the rounds). CelebA: the
 authors' 500 rounds x 50 clients, because no shorter setting learned the ``male`` label on this split (several
@@ -45,6 +47,7 @@ class Experiment:
     Attributes:
       dataset, model, k: the paper's. rounds, clients_per_round, max_prune_round: ours (scaled; see module doc).
       paper: the authors' numbers (final-round test accuracy, parameters and TF-profiler FLOPs).
+      central_epochs: epochs of the centralized reference (the ``centralized`` run).
     """
 
     dataset: str
@@ -54,6 +57,7 @@ class Experiment:
     clients_per_round: int
     max_prune_round: int
     paper: dict
+    central_epochs: int = 10
 
 
 EXPERIMENTS = {
@@ -90,6 +94,10 @@ RUNS = {
     # Not the paper's: only the weak tail of the band goes (inherit removes the strongest filters each round).
     "inherit_low": ["--weights", "inherit", "--criterion", "band_low"],
 }
+
+# Not a FedAvg run: scripts/centralized_baseline.py, the same model trained on the pooled training clients.
+CENTRALIZED = "centralized"
+ALL_RUNS = (CENTRALIZED, *RUNS)
 
 
 def magnitude_sparsity(exp: Experiment, results: str, name: str) -> float:
@@ -132,20 +140,30 @@ def run_args(exp: Experiment, run: str, out: str, seed: int, rounds: Optional[in
                 ["--target-sparsity", f"{target_sparsity:.6f}"] if run == "magnitude" else [])
 
 
+def centralized_args(exp: Experiment, out: str, seed: int) -> list[str]:
+    """centralized_baseline.py flags of the experiment's centralized reference (same model, seed, batch, Adam)."""
+    return ["--dataset", exp.dataset, "--model", exp.model, "--epochs", str(exp.central_epochs),
+            "--batch-size", "32", "--lr", "1e-3", "--seed", str(seed), "--output-dir", out, "--quiet"]
+
+
 def run_one(exp: Experiment, name: str, run: str, results: str, seed: int, rounds: Optional[int],
             data_dir: Optional[str]) -> str:
-    """Runs (or resumes, or skips) one simulation; returns 'done', 'skipped' or raises on failure."""
+    """Runs (or resumes, or skips) one run of ``ALL_RUNS``; returns 'done', 'skipped' or raises on failure."""
     out = os.path.join(results, name, run)
     if os.path.isfile(os.path.join(out, "summary.json")):
         return "skipped"
-    sparsity = magnitude_sparsity(exp, results, name) if run == "magnitude" else None
-    args = run_args(exp, run, out, seed, rounds, sparsity) + (["--data-dir", data_dir] if data_dir else [])
-    args += ["--resume"] if os.path.isfile(os.path.join(out, "checkpoint.npz")) else ["--overwrite"]
+    if run == CENTRALIZED:  # minutes; restarted from scratch if interrupted
+        script, args = "centralized_baseline.py", centralized_args(exp, out, seed)
+    else:
+        sparsity = magnitude_sparsity(exp, results, name) if run == "magnitude" else None
+        script, args = "run_simulation.py", run_args(exp, run, out, seed, rounds, sparsity)
+        args += ["--resume"] if os.path.isfile(os.path.join(out, "checkpoint.npz")) else ["--overwrite"]
+    args += ["--data-dir", data_dir] if data_dir else []
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "run.log")
     t0 = time.time()
     with open(log, "a") as f:  # a file, never a pipe: TFF's worker processes could hold it open
-        rc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "run_simulation.py"), *args],
+        rc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), *args],
                             stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
     if rc != 0:
         raise RuntimeError(f"{name}/{run} failed (exit {rc}); see {log}. Re-run this command to resume it.")
@@ -157,7 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the requested experiments; returns 0, or 2 on bad flags / a failed run."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment", required=True, help=f"one of {', '.join(EXPERIMENTS)}, or all")
-    p.add_argument("--runs", default=",".join(RUNS), help="subset of runs (comma list)")
+    p.add_argument("--runs", default=",".join(ALL_RUNS), help="subset of runs (comma list; default all)")
     p.add_argument("--rounds", type=int, default=None, help="override the experiment's rounds (shorter trials)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default=os.path.join(ROOT, "results"), help="results folder")
@@ -167,8 +185,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(n not in EXPERIMENTS for n in names):
         p.error(f"--experiment: unknown {args.experiment!r}; choose one of {', '.join(EXPERIMENTS)} or all")
     runs = args.runs.split(",")
-    if any(r not in RUNS for r in runs):
-        p.error(f"--runs: choose from {', '.join(RUNS)}")
+    if any(r not in ALL_RUNS for r in runs):
+        p.error(f"--runs: choose from {', '.join(ALL_RUNS)}")
     if args.rounds is not None and args.rounds < 2:
         p.error("--rounds: must be >= 2")
     from tqdm import tqdm

@@ -94,3 +94,37 @@ def test_experiments_not_started_are_listed_with_their_plan_and_the_authors_numb
         assert f"{exp.paper['baseline_acc']:.2f}% → {exp.paper['pruned_acc']:.2f}%" in text
         assert all(f"| {run} | not run yet |" in text for run in make_results.RUN_ORDER)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_centralized_reference_uses_the_experiments_model_and_the_clients_optimizer():
+    exp = reproduce.EXPERIMENTS["celeba_resnet"]
+    args = reproduce.centralized_args(exp, "/tmp/x", seed=3)
+    flags = dict(zip(args[::2], args[1::2]))
+    assert (flags["--dataset"], flags["--model"], flags["--epochs"]) == ("celeba", "resnet", str(exp.central_epochs))
+    assert (flags["--batch-size"], flags["--lr"], flags["--seed"]) == ("32", "1e-3", "3")
+    assert reproduce.ALL_RUNS[0] == reproduce.CENTRALIZED and reproduce.CENTRALIZED not in reproduce.RUNS
+    from scripts import centralized_baseline
+
+    parsed = centralized_baseline.build_parser().parse_args(args)
+    assert (parsed.dataset, parsed.model, parsed.epochs, parsed.quiet) == ("celeba", "resnet", exp.central_epochs, True)
+
+
+def test_the_centralized_reference_is_reported_beside_the_runs(tmp_path):
+    from tff_prune.centralized import CentralizedResult
+    from tff_prune.report import write_json
+
+    results = tmp_path / "results"
+    curve = [dict(epoch=e, train_loss=1.0 / e, train_accuracy=0.5 + 0.1 * e, test_loss=1.0, test_accuracy=a,
+                  seconds=1.0) for e, a in ((1, 0.7712), (2, 0.8561), (3, 0.8437))]
+    summary = {"dataset": "celeba", "model": "resnet", "epochs": 3, "batch_size": 32, "lr": 1e-3,
+               "num_train_clients": 248, **CentralizedResult(curve, 5230, 633, 0.5498).to_json()}
+    write_json(str(results / "celeba_resnet" / "centralized" / "summary.json"), summary)
+    full = make_results.render(str(results), str(tmp_path / "RESULTS.md"))
+    text = full.split("## celeba_resnet\n", 1)[1].split("\n## ", 1)[0]
+    assert ("on the 248 training clients' 5,230 examples pooled, 3 epochs): test accuracy 84.37% after the last "
+            "epoch, best 85.61% (epoch 2, chosen on the test set); predicting the test set's majority class "
+            "scores 54.98%.") in text
+    assert (tmp_path / "results" / "celeba_resnet.png").stat().st_size > 0
+    other = full.split("## femnist_cnn\n", 1)[1].split("\n## ", 1)[0]
+    assert "Centralized reference: not run yet (`scripts/reproduce.py --experiment femnist_cnn --runs centralized`)" \
+        in other

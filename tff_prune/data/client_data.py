@@ -143,6 +143,17 @@ class FederatedData:
         """Number of training examples of one client."""
         return int(self.train.create_tf_dataset_for_client(client_id).reduce(0, lambda n, _: n + 1))
 
+    def train_arrays(self, client_ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Union of the training examples of ``client_ids`` (default: ``client_ids`` in use) as numpy.
+
+        For centralized training on pooled client data (``tff_prune.centralized``), the reference a
+        federated result is compared with. Clients in the given order, each client's examples in stored order.
+
+        Returns:
+          x float32 ``(M, H, W, C)`` and y int32 ``(M,)``.
+        """
+        return self._pooled(self.train, self.client_ids if client_ids is None else list(client_ids))
+
     def test_arrays(self, client_ids: Optional[Sequence[str]] = None) -> tuple[np.ndarray, np.ndarray]:
         """Union of the test examples of ``client_ids`` (default: the test clients) as numpy.
 
@@ -153,7 +164,10 @@ class FederatedData:
             ids = list(client_ids)
         else:
             ids = self.test_client_ids if self.test_client_ids is not None else self.client_ids
-        ds = tf.data.Dataset.from_tensor_slices(ids).flat_map(self.test.serializable_dataset_fn)
+        return self._pooled(self.test, ids)
+
+    def _pooled(self, client_data, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        ds = tf.data.Dataset.from_tensor_slices(ids).flat_map(client_data.serializable_dataset_fn)
         ds = ds.map(self.preprocess_fn).batch(1024)
         xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
         return np.concatenate(xs), np.concatenate(ys)
