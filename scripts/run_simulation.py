@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--local-epochs", type=int, default=d["local_epochs"].default,
                    help="client epochs per round (paper: 5)")
     g.add_argument("--batch-size", type=int, default=d["batch_size"].default, help="client batch (paper: 32)")
-    g.add_argument("--client-lr", type=float, default=d["client_lr"].default, help="client Adam learning rate")
+    g.add_argument("--client-optimizer", default=d["client_optimizer"].default,
+                   help="adam (the paper's, fresh moments per client and round) or sgd (default %(default)s)")
+    g.add_argument("--client-lr", type=float, default=d["client_lr"].default,
+                   help="client learning rate (default %(default)s, the paper's Adam rate)")
     g.add_argument("--server-lr", type=float, default=d["server_lr"].default,
                    help="server SGD learning rate (1.0 = plain FedAvg)")
     g.add_argument("--seed", type=int, default=d["seed"].default, help="seed for sampling, shuffling and init")
@@ -109,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return ExperimentConfig(
         dataset=args.dataset, model=args.model, rounds=args.rounds, clients_per_round=args.clients_per_round,
         local_epochs=args.local_epochs, batch_size=args.batch_size, client_lr=args.client_lr,
+        client_optimizer=args.client_optimizer,
         server_lr=args.server_lr, k=args.k, criterion=args.criterion, prune_ratio=args.prune_ratio,
         round_to=args.round_to, round_mode=args.round_mode, min_channels=args.min_channels,
         max_prune_round=args.max_prune_round,

@@ -106,6 +106,8 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     (["--round-to", "0"], "--round-to: must be an integer >= 1"),
     (["--min-channels", "0"], "--min-channels: must be an integer >= 1"),
     (["--dataset", "celeba", "--celeba-attribute", "beard"], "--celeba-attribute: unknown CelebA attribute"),
+    (["--client-optimizer", "rmsprop"],
+     "--client-optimizer: unknown client optimizer 'rmsprop'; choose one of adam, sgd"),
 ])
 def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path, capsys):
     from scripts import run_simulation

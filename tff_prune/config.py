@@ -21,6 +21,7 @@ MODELS = ("cnn", "resnet", "inception")
 CRITERIA = ("band", "band_low", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
 METHODS = ("structured", "magnitude")
+CLIENT_OPTIMIZERS = ("adam", "sgd")
 
 
 class ConfigError(ValueError):
@@ -69,7 +70,9 @@ class ExperimentConfig:
       clients_per_round: clients sampled uniformly without replacement each round.
       local_epochs: client epochs per round (paper: 5).
       batch_size: client batch size (paper: 32).
-      client_lr: client Adam learning rate (paper: 1e-3).
+      client_optimizer: ``"adam"`` (the paper's; a fresh ``tff.learning.optimizers.build_adam`` state per
+        client and round, as TFF runs it) or ``"sgd"`` (plain SGD, ``build_sgdm`` without momentum).
+      client_lr: client learning rate (paper: Adam 1e-3).
       server_lr: server SGD learning rate; 1.0 is plain FedAvg.
       k: band width of the criterion mu +- k*sigma (paper: 2.2 on FEMNIST).
       criterion: ``"band"`` (the paper's, uses ``k``), ``"band_low"`` (its lower bound only: removes
@@ -111,6 +114,7 @@ class ExperimentConfig:
     clients_per_round: int = 10
     local_epochs: int = 5
     batch_size: int = 32
+    client_optimizer: str = "adam"
     client_lr: float = 1e-3
     server_lr: float = 1.0
     k: float = 2.2
@@ -193,6 +197,9 @@ class ExperimentConfig:
                 check_attribute(self.celeba_attribute)
             except ValueError as e:
                 fail("celeba-attribute", str(e))
+        if self.client_optimizer not in CLIENT_OPTIMIZERS:
+            fail("client-optimizer", f"unknown client optimizer {self.client_optimizer!r}; choose one of "
+                                     f"{', '.join(CLIENT_OPTIMIZERS)}")
         if not (self.client_lr > 0):
             fail("client-lr", f"must be > 0, got {self.client_lr!r}")
         if not (self.server_lr > 0):

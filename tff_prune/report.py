@@ -174,7 +174,8 @@ def comparison_markdown(baseline: Mapping, pruned: Mapping) -> str:
     head = (f"# FedAvg vs. automatic filter pruning ({cfg.get('dataset', '?')} / {cfg.get('model', '?')})\n\n"
             f"Same seed ({cfg.get('seed')}), same sampled clients: {cfg.get('rounds')} rounds, "
             f"{cfg.get('clients_per_round')} clients/round, {cfg.get('local_epochs')} local epochs, "
-            f"batch {cfg.get('batch_size')}, client Adam lr {cfg.get('client_lr')}; pruning k={cfg.get('k')}, "
+            f"batch {cfg.get('batch_size')}, client {cfg.get('client_optimizer', 'adam')} lr {cfg.get('client_lr')}; "
+            f"pruning k={cfg.get('k')}, "
             f"weights={cfg.get('weights')}, max_prune_round={cfg.get('max_prune_round')}, "
             f"patience={cfg.get('patience')}.\n\n")
     tail = (f"\nAccepted prunes at the start of rounds: {pruned.get('prune_rounds', [])}. "

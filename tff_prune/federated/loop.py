@@ -211,7 +211,7 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
 
     def new_process(builder, r):
         """A LearningProcess for the architecture, holding the current global weights."""
-        p = build_fed_avg(builder, element_spec, config.client_lr, config.server_lr)
+        p = build_fed_avg(builder, element_spec, config.client_lr, config.server_lr, config.client_optimizer)
         if cluster is not None:
             p = distributed.compose(p, client_data_fn)
         weights = keras_to_model_weights(model)

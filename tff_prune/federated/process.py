@@ -20,20 +20,25 @@ from tff_prune.federated.variables import AveragedStateModel, needs_wrapper, tff
 
 
 def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, client_lr: float,
-                  server_lr: float) -> tff.learning.templates.LearningProcess:
-    """FedAvg with client Adam and server SGD, clients weighted by example count.
+                  server_lr: float, client_optimizer: str = "adam") -> tff.learning.templates.LearningProcess:
+    """FedAvg with client Adam (or SGD) and server SGD, clients weighted by example count.
 
     Args:
       model_builder: returns a *new, uncompiled* Keras model of the architecture. BatchNorm
         moving statistics and tfmot QAT ranges are averaged too (see ``variables.py``).
       element_spec: ``(x, y)`` TensorSpecs of a client batch.
-      client_lr: client Adam learning rate (paper: 1e-3).
+      client_lr: client learning rate (paper: Adam, 1e-3).
       server_lr: server SGD learning rate (1.0 without momentum is plain FedAvg:
         the new global model is the example-weighted mean of client models).
+      client_optimizer: ``"adam"`` (``tff.learning.optimizers.build_adam``: every client starts each round
+        from fresh moments) or ``"sgd"`` (``build_sgdm`` without momentum).
 
     Returns:
       ``tff.learning.templates.LearningProcess`` from
       ``tff.learning.algorithms.build_weighted_fed_avg``.
+
+    Raises:
+      ValueError: unknown ``client_optimizer``.
 
     Note:
       TFF traces ``model_fn`` inside a ``tf.compat.v1`` graph, where Keras 2 swaps
@@ -53,9 +58,12 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
         return AveragedStateModel(model, keras_model) if needs_wrapper(keras_model) else model
 
+    builders = {"adam": tff.learning.optimizers.build_adam, "sgd": tff.learning.optimizers.build_sgdm}
+    if client_optimizer not in builders:
+        raise ValueError(f"unknown client optimizer {client_optimizer!r}; choose one of {', '.join(builders)}")
     process = tff.learning.algorithms.build_weighted_fed_avg(
         model_fn,
-        client_optimizer_fn=tff.learning.optimizers.build_adam(learning_rate=client_lr),
+        client_optimizer_fn=builders[client_optimizer](learning_rate=client_lr),
         server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
         client_weighting=tff.learning.ClientWeighting.NUM_EXAMPLES)
     model_builder()  # eager instantiation: restores Keras' v2 classes (see Note)
