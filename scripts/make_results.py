@@ -172,6 +172,9 @@ def render(results: str, output: str) -> str:
         entry = _load(results, name)
         exp = entry["experiment"]
         parts.append(f"## {name}\n")
+        if exp.get("client_optimizer", "adam") != "adam":
+            parts.append(f"**Not the paper's client optimizer:** clients train with {exp['client_optimizer'].upper()}, "
+                         f"lr {exp['client_lr']:g} (the authors: Adam, lr 1e-3).\n")
         if exp["seed"] is None:
             parts.append(f"**Not run yet.** Planned: {exp['dataset']} / {exp['model']}, k = {exp['k']}, "
                          f"{exp['rounds']} rounds, {exp['clients_per_round']} clients per round, prunes allowed "

@@ -93,6 +93,8 @@ def test_experiments_not_started_are_listed_with_their_plan_and_the_authors_numb
                 f"{exp.clients_per_round} clients per round") in text
         assert f"{exp.paper['baseline_acc']:.2f}% → {exp.paper['pruned_acc']:.2f}%" in text
         assert all(f"| {run} | not run yet |" in text for run in make_results.RUN_ORDER)
+        assert ("**Not the paper's client optimizer:**" in text) == (exp.client_optimizer != "adam")
+    assert "clients train with SGD, lr 0.05 (the authors: Adam, lr 1e-3)" in full
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
