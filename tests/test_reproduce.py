@@ -70,6 +70,9 @@ def test_results_markdown_is_generated_from_the_json(tmp_path):
             s = json.load(f)
         row = next(line for line in text.splitlines() if line.startswith(f"| {run} |"))
         assert f"{s['final_params']:,}" in row and f"{100 * s['final_accuracy']:.2f}%" in row
+        with open(os.path.join(results, "femnist_cnn", run, "metrics.jsonl")) as f:
+            acc = [r["eval_accuracy"] for r in map(json.loads, f) if r.get("eval_accuracy") is not None][-10:]
+        assert row.split(" | ")[2] == f"{100 * sum(acc) / len(acc):.2f}%"  # mean of the last 10 evaluations
     assert "74.78% → 71.55%" in text  # the authors' numbers beside ours
     if {"inherit", "magnitude"} <= set(runs):  # structured vs unstructured at the same non-zero budget
         with open(os.path.join(results, "femnist_cnn", "magnitude", "summary.json")) as f:
