@@ -22,7 +22,6 @@ sys.path.insert(0, ROOT)
 from tff_prune import report  # noqa: E402
 
 RUN_ORDER = ("fedavg", "reinit", "inherit", "inherit_round8", "magnitude", "inherit_low")
-CENTRALIZED = "centralized"  # reproduce.py's centralized reference (scripts/centralized_baseline.py)
 DISCUSSION = os.path.join(ROOT, "docs", "results_discussion.md")  # hand-written, included verbatim
 
 
@@ -36,6 +35,8 @@ def _planned(name: str) -> dict:
 
 
 def _load(results: str, name: str) -> dict:
+    from scripts.reproduce import CENTRALIZED
+
     path = os.path.join(results, name, "experiment.json")
     exp = report.read_json(path) if os.path.isfile(path) else _planned(name)
     runs = {}
@@ -51,6 +52,8 @@ def _load(results: str, name: str) -> dict:
 
 def centralized_line(entry: dict) -> str:
     """One Markdown paragraph: the centralized reference's accuracy, or how to run it."""
+    from scripts.reproduce import CENTRALIZED
+
     c, name = entry["centralized"], entry["experiment"]["name"]
     if c is None:
         return (f"Centralized reference: not run yet (`scripts/reproduce.py --experiment {name} "

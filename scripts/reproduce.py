@@ -18,7 +18,8 @@ reference that tells a FedAvg run short of rounds from one short of data. The au
 client Adam 1e-3 are kept. FEMNIST: rounds, clients per round and the last prune round are scaled to fit about
 an hour per experiment on 2 cores (the prune window keeps the paper's 50/500 = 10% of the rounds). CelebA: the
 authors' 500 rounds x 50 clients, because no shorter setting learned the ``male`` label on this split (several
-hours per run on 2 cores; see EXPERIMENTS and docs/RESULTS.md).
+hours per run on 2 cores; see EXPERIMENTS and docs/RESULTS.md); ``celeba_resnet_sgd`` trains the clients with
+SGD instead of Adam, which does learn it, in 100 rounds x 20 clients.
 Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json, metrics.jsonl, models,
 plots) and results/<experiment>/experiment.json. Re-running skips finished runs and resumes interrupted ones
 (--resume), so the script can be stopped at any time.
