@@ -34,20 +34,79 @@ def _planned(name: str) -> dict:
             "max_prune_round": prune_window(exp, None), "seed": None}
 
 
-def _load(results: str, name: str) -> dict:
-    from scripts.reproduce import CENTRALIZED
+def _load(results: str, name: str, seed: int = 0) -> dict:
+    """One experiment's runs on one seed (reproduce.seed_dir): experiment, runs (summary + records), centralized."""
+    from scripts.reproduce import CENTRALIZED, seed_dir
 
-    path = os.path.join(results, name, "experiment.json")
+    folder = seed_dir(results, name, seed)
+    path = os.path.join(folder, "experiment.json")
     exp = report.read_json(path) if os.path.isfile(path) else _planned(name)
     runs = {}
     for run in RUN_ORDER:
-        d = os.path.join(results, name, run)
+        d = os.path.join(folder, run)
         if os.path.isfile(os.path.join(d, "summary.json")):
             runs[run] = {"summary": report.read_json(os.path.join(d, "summary.json")),
                          "records": report.read_metrics(os.path.join(d, report.METRICS_FILE))}
-    central = os.path.join(results, name, CENTRALIZED, "summary.json")
+    central = os.path.join(folder, CENTRALIZED, "summary.json")
     return {"experiment": exp, "runs": runs,
             "centralized": report.read_json(central) if os.path.isfile(central) else None}
+
+
+def extra_seeds(results: str, name: str) -> list[int]:
+    """Seeds S > 0 with a results/<name>/seedS/experiment.json (reproduce.py --seed S), ascending."""
+    folder = os.path.join(results, name)
+    if not os.path.isdir(folder):
+        return []
+    seeds = [int(d[4:]) for d in os.listdir(folder) if d.startswith("seed") and d[4:].isdigit()
+             and os.path.isfile(os.path.join(folder, d, "experiment.json"))]
+    return sorted(seeds)
+
+
+def _mean_pp(values: Sequence[Optional[float]]) -> str:
+    have = [v for v in values if v is not None]
+    return f"{sum(have) / len(have):+.2f}" if have else "–"
+
+
+def seeds_table(entries: dict) -> str:
+    """Markdown table of the runs across seeds; empty string unless two or more seeds have runs.
+
+    Args:
+      entries: seed -> ``_load`` entry of that seed.
+
+    Per run and seed: the mean test accuracy of the last 10 evaluations, its difference to the same seed's
+    FedAvg run (percentage points; runs on one seed sample the same clients) and its mean over the seeds
+    that have both runs, the final parameter count
+    (non-zero for ``magnitude``) and the cumulative bytes as a fraction of that seed's FedAvg. The "mean" column
+    averages over the seeds that have the run.
+    """
+    seeds = [s for s in sorted(entries) if entries[s]["runs"]]
+    if len(seeds) < 2:
+        return ""
+    head = " / ".join(f"seed {s}" for s in seeds)
+    lines = [f"| run | mean acc, last 10 evals ({head}) | mean over seeds | vs FedAvg, same seed (pp) | "
+             f"mean difference (pp) | params ({head}) | bytes vs FedAvg |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for run in RUN_ORDER:
+        acc, diff, params, ratio = [], [], [], []
+        for s in seeds:
+            runs = entries[s]["runs"]
+            if run not in runs:
+                acc.append(None), diff.append(None), params.append(None), ratio.append(None)
+                continue
+            summary, a = runs[run]["summary"], last_mean(runs[run]["records"])
+            base = runs.get("fedavg")
+            acc.append(a)
+            diff.append(None if base is None or a is None else 100 * (a - last_mean(base["records"])))
+            params.append(summary["final_nonzero_params"] if run == "magnitude" else summary["final_params"])
+            ratio.append(None if base is None else summary["bytes_total"] / base["summary"]["bytes_total"])
+        if all(a is None for a in acc):
+            continue
+        have = [a for a in acc if a is not None]
+        lines.append(
+            f"| {run} | {' / '.join(_pct(a) for a in acc)} | {_pct(sum(have) / len(have))} | "
+            f"{' / '.join('–' if d is None else f'{d:+.2f}' for d in diff)} | {_mean_pp(diff)} | "
+            f"{' / '.join('–' if n is None else f'{n:,}' for n in params)} | "
+            f"{' / '.join('–' if r is None else f'{r:.2f}×' for r in ratio)} |")
+    return "\n".join(lines) + "\n"
 
 
 def centralized_line(entry: dict) -> str:
@@ -202,6 +261,11 @@ def render(results: str, output: str) -> str:
                          f"(`reproduce.py --rounds`); not a reproduction yet.\n")
         parts.append(table(entry))
         parts.append(centralized_line(entry))
+        seeds = {0: entry, **{s: _load(results, name, s) for s in extra_seeds(results, name)}}
+        if seeds_table(seeds):
+            parts.append(f"Across seeds (seed {exp['seed']} is the table above; each seed samples other clients and "
+                         "starts from other weights; one seed's runs share their clients):\n")
+            parts.append(seeds_table(seeds))
         if baseline_table(entry):
             parts.append("Structured vs unstructured pruning (tfmot `prune_low_magnitude`, same non-zero budget "
                          "as `inherit`): file sizes, gzip-compressed float32 file, TFLite's sparse format "

@@ -21,8 +21,9 @@ authors' 500 rounds x 50 clients, because no shorter setting learned the ``male`
 hours per run on 2 cores; see EXPERIMENTS and docs/RESULTS.md); ``celeba_resnet_sgd`` trains the clients with
 SGD instead of Adam, which does learn it, in 100 rounds x 20 clients.
 Results go to results/<experiment>/<run>/ (run_simulation.py's files: summary.json, metrics.jsonl, models,
-plots) and results/<experiment>/experiment.json. Re-running skips finished runs and resumes interrupted ones
-(--resume), so the script can be stopped at any time.
+plots) and results/<experiment>/experiment.json; ``--seed S`` (S > 0) repeats runs on other sampled clients and
+initial weights in results/<experiment>/seedS/, which make_results.py summarises across seeds. Re-running
+skips finished runs and resumes interrupted ones (--resume), so the script can be stopped at any time.
 """
 
 from __future__ import annotations
@@ -112,15 +113,25 @@ CENTRALIZED = "centralized"
 ALL_RUNS = (CENTRALIZED, *RUNS)
 
 
-def magnitude_sparsity(exp: Experiment, results: str, name: str) -> float:
+def seed_dir(results: str, name: str, seed: int) -> str:
+    """Folder of one experiment's runs on one seed: results/<name>/ for seed 0, results/<name>/seed<S>/ else.
+
+    Seed 0 is the experiment's main seed (its runs sit directly in results/<name>/); further seeds repeat the
+    runs with other sampled clients and initial weights, for make_results.py's across-seeds table.
+    """
+    return os.path.join(results, name) if seed == 0 else os.path.join(results, name, f"seed{seed}")
+
+
+def magnitude_sparsity(exp: Experiment, results: str, name: str, seed: int = 0) -> float:
     """tfmot per-kernel sparsity giving the magnitude baseline as many non-zero parameters as ``inherit`` kept.
 
     Raises:
-      RuntimeError: the experiment's inherit run has not finished.
+      RuntimeError: the experiment's inherit run (on this seed) has not finished.
     """
-    path = os.path.join(results, name, "inherit", "summary.json")
+    path = os.path.join(seed_dir(results, name, seed), "inherit", "summary.json")
     if not os.path.isfile(path):
-        raise RuntimeError(f"{name}/magnitude needs the inherit run's final size; run --runs inherit first")
+        raise RuntimeError(f"{name}/magnitude (seed {seed}) needs the inherit run's final size; "
+                           f"run --runs inherit first")
     from tff_prune.federated.magnitude import sparsity_for_params
     from tff_prune.models import get_model
     from tff_prune.report import read_json
@@ -162,13 +173,13 @@ def centralized_args(exp: Experiment, out: str, seed: int) -> list[str]:
 def run_one(exp: Experiment, name: str, run: str, results: str, seed: int, rounds: Optional[int],
             data_dir: Optional[str]) -> str:
     """Runs (or resumes, or skips) one run of ``ALL_RUNS``; returns 'done', 'skipped' or raises on failure."""
-    out = os.path.join(results, name, run)
+    out = os.path.join(seed_dir(results, name, seed), run)
     if os.path.isfile(os.path.join(out, "summary.json")):
         return "skipped"
     if run == CENTRALIZED:  # minutes; restarted from scratch if interrupted
         script, args = "centralized_baseline.py", centralized_args(exp, out, seed)
     else:
-        sparsity = magnitude_sparsity(exp, results, name) if run == "magnitude" else None
+        sparsity = magnitude_sparsity(exp, results, name, seed) if run == "magnitude" else None
         script, args = "run_simulation.py", run_args(exp, run, out, seed, rounds, sparsity)
         args += ["--resume"] if os.path.isfile(os.path.join(out, "checkpoint.npz")) else ["--overwrite"]
     args += ["--data-dir", data_dir] if data_dir else []
@@ -190,7 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--experiment", required=True, help=f"one of {', '.join(EXPERIMENTS)}, or all")
     p.add_argument("--runs", default=",".join(ALL_RUNS), help="subset of runs (comma list; default all)")
     p.add_argument("--rounds", type=int, default=None, help="override the experiment's rounds (shorter trials)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="0: the experiment's main runs (results/NAME/); S > 0: a repeat in results/NAME/seedS/")
     p.add_argument("--results", default=os.path.join(ROOT, "results"), help="results folder")
     p.add_argument("--data-dir", default=None, help="folder with the packed data (default ../shared/data)")
     args = p.parse_args(argv)
@@ -202,11 +214,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(f"--runs: choose from {', '.join(ALL_RUNS)}")
     if args.rounds is not None and args.rounds < 2:
         p.error("--rounds: must be >= 2")
+    if args.seed < 0:
+        p.error(f"--seed: must be >= 0, got {args.seed}")
     from tqdm import tqdm
 
     for name in names:
         exp = EXPERIMENTS[name]
-        write_json(os.path.join(args.results, name, "experiment.json"),
+        write_json(os.path.join(seed_dir(args.results, name, args.seed), "experiment.json"),
                    {"name": name, **dataclasses.asdict(exp), "planned_rounds": exp.rounds,
                     "rounds": args.rounds or exp.rounds,
                     "max_prune_round": prune_window(exp, args.rounds),

@@ -133,3 +133,58 @@ def test_the_centralized_reference_is_reported_beside_the_runs(tmp_path):
     other = full.split("## femnist_cnn\n", 1)[1].split("\n## ", 1)[0]
     assert "Centralized reference: not run yet (`scripts/reproduce.py --experiment femnist_cnn --runs centralized`)" \
         in other
+
+
+def test_other_seeds_go_to_their_own_folder_and_bad_seed_is_refused(capsys):
+    assert reproduce.seed_dir("/r", "celeba_resnet_sgd", 0) == os.path.join("/r", "celeba_resnet_sgd")
+    assert reproduce.seed_dir("/r", "celeba_resnet_sgd", 2) == os.path.join("/r", "celeba_resnet_sgd", "seed2")
+    with pytest.raises(RuntimeError, match=r"\(seed 2\) needs the inherit run's final size"):
+        reproduce.magnitude_sparsity(reproduce.EXPERIMENTS["femnist_cnn"], "/nonexistent", "femnist_cnn", seed=2)
+    with pytest.raises(SystemExit):
+        reproduce.main(["--experiment", "femnist_cnn", "--seed", "-1"])
+    assert "--seed: must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_runs_on_other_seeds_are_tabled_against_the_same_seeds_fedavg(tmp_path):
+    """Seed 1 is seed 0's committed runs with inherit_low's test accuracy raised by exactly 1 point."""
+    import shutil
+
+    src = os.path.join(ROOT, "results", "celeba_resnet_sgd")
+    if not all(os.path.isfile(os.path.join(src, r, "summary.json")) for r in ("fedavg", "inherit_low")):
+        pytest.skip("no committed celeba_resnet_sgd results")
+    name = tmp_path / "results" / "celeba_resnet_sgd"
+    for folder in (name, name / "seed1"):
+        folder.mkdir(parents=True)
+        shutil.copy(os.path.join(src, "experiment.json"), folder)
+        for run in ("fedavg", "inherit_low"):
+            (folder / run).mkdir()
+            for f in ("summary.json", "metrics.jsonl"):
+                shutil.copy(os.path.join(src, run, f), folder / run)
+    (name / "seedx").mkdir()  # not a seed
+    (name / "seed7").mkdir()  # no experiment.json: not started
+    lines = (name / "seed1" / "inherit_low" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    for r in records:
+        if r.get("eval_accuracy") is not None:
+            r["eval_accuracy"] += 0.01
+    (name / "seed1" / "inherit_low" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert make_results.extra_seeds(str(tmp_path / "results"), "celeba_resnet_sgd") == [1]
+
+    full = make_results.render(str(tmp_path / "results"), str(tmp_path / "RESULTS.md"))
+    text = full.split("## celeba_resnet_sgd\n", 1)[1].split("\n## ", 1)[0]
+    base = make_results.last_mean(_records(src, "fedavg"))
+    low = make_results.last_mean(_records(src, "inherit_low"))
+    params = json.load(open(os.path.join(src, "inherit_low", "summary.json")))["final_params"]
+    d0, d1 = 100 * (low - base), 100 * (low + 0.01 - base)
+    assert "Across seeds (seed 0 is the table above;" in text
+    assert (f"| fedavg | {100 * base:.2f}% / {100 * base:.2f}% | {100 * base:.2f}% | +0.00 / +0.00 | +0.00 | "
+            "30,626 / 30,626 | 1.00× / 1.00× |") in text
+    assert (f"| inherit_low | {100 * low:.2f}% / {100 * (low + 0.01):.2f}% | {100 * (low + 0.005):.2f}% | "
+            f"{d0:+.2f} / {d1:+.2f} | {(d0 + d1) / 2:+.2f} | {params:,} / {params:,} |") in text
+    assert "| reinit |" not in text.split("Across seeds", 1)[1]  # no seed has it: no row
+
+
+def _records(folder: str, run: str) -> list:
+    from tff_prune import report
+
+    return report.read_metrics(os.path.join(folder, run, report.METRICS_FILE))
