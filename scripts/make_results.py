@@ -101,8 +101,9 @@ def seeds_table(entries: dict) -> str:
         if all(a is None for a in acc):
             continue
         have = [a for a in acc if a is not None]
+        n = "" if len(have) == len(seeds) else f" ({len(have)} of {len(seeds)} seeds)"
         lines.append(
-            f"| {run} | {' / '.join(_pct(a) for a in acc)} | {_pct(sum(have) / len(have))} | "
+            f"| {run} | {' / '.join(_pct(a) for a in acc)} | {_pct(sum(have) / len(have))}{n} | "
             f"{' / '.join('–' if d is None else f'{d:+.2f}' for d in diff)} | {_mean_pp(diff)} | "
             f"{' / '.join('–' if n is None else f'{n:,}' for n in params)} | "
             f"{' / '.join('–' if r is None else f'{r:.2f}×' for r in ratio)} |")

@@ -150,7 +150,7 @@ def test_runs_on_other_seeds_are_tabled_against_the_same_seeds_fedavg(tmp_path):
     import shutil
 
     src = os.path.join(ROOT, "results", "celeba_resnet_sgd")
-    if not all(os.path.isfile(os.path.join(src, r, "summary.json")) for r in ("fedavg", "inherit_low")):
+    if not all(os.path.isfile(os.path.join(src, r, "summary.json")) for r in ("fedavg", "inherit_low", "reinit")):
         pytest.skip("no committed celeba_resnet_sgd results")
     name = tmp_path / "results" / "celeba_resnet_sgd"
     for folder in (name, name / "seed1"):
@@ -160,6 +160,9 @@ def test_runs_on_other_seeds_are_tabled_against_the_same_seeds_fedavg(tmp_path):
             (folder / run).mkdir()
             for f in ("summary.json", "metrics.jsonl"):
                 shutil.copy(os.path.join(src, run, f), folder / run)
+    (name / "reinit").mkdir()  # seed 0 only
+    for f in ("summary.json", "metrics.jsonl"):
+        shutil.copy(os.path.join(src, "reinit", f), name / "reinit")
     (name / "seedx").mkdir()  # not a seed
     (name / "seed7").mkdir()  # no experiment.json: not started
     lines = (name / "seed1" / "inherit_low" / "metrics.jsonl").read_text().splitlines()
@@ -181,7 +184,10 @@ def test_runs_on_other_seeds_are_tabled_against_the_same_seeds_fedavg(tmp_path):
             "30,626 / 30,626 | 1.00× / 1.00× |") in text
     assert (f"| inherit_low | {100 * low:.2f}% / {100 * (low + 0.01):.2f}% | {100 * (low + 0.005):.2f}% | "
             f"{d0:+.2f} / {d1:+.2f} | {(d0 + d1) / 2:+.2f} | {params:,} / {params:,} |") in text
-    assert "| reinit |" not in text.split("Across seeds", 1)[1]  # no seed has it: no row
+    re = make_results.last_mean(_records(src, "reinit"))
+    assert (f"| reinit | {100 * re:.2f}% / – | {100 * re:.2f}% (1 of 2 seeds) | {100 * (re - base):+.2f} / – | "
+            f"{100 * (re - base):+.2f} |") in text
+    assert "| inherit |" not in text.split("Across seeds", 1)[1]  # no seed has it: no row
 
 
 def _records(folder: str, run: str) -> list:
