@@ -75,9 +75,8 @@ def seeds_table(entries: dict) -> str:
 
     Per run and seed: the mean test accuracy of the last 10 evaluations, its difference to the same seed's
     FedAvg run (percentage points; runs on one seed sample the same clients) and its mean over the seeds
-    that have both runs, the final parameter count
-    (non-zero for ``magnitude``) and the cumulative bytes as a fraction of that seed's FedAvg. The "mean" column
-    averages over the seeds that have the run.
+    that have both runs, the final parameter count (non-zero for ``magnitude``) and the cumulative bytes as a
+    fraction of that seed's FedAvg. "mean over seeds" averages the seeds that have the run.
     """
     seeds = [s for s in sorted(entries) if entries[s]["runs"]]
     if len(seeds) < 2:
@@ -101,9 +100,9 @@ def seeds_table(entries: dict) -> str:
         if all(a is None for a in acc):
             continue
         have = [a for a in acc if a is not None]
-        n = "" if len(have) == len(seeds) else f" ({len(have)} of {len(seeds)} seeds)"
+        partial = "" if len(have) == len(seeds) else f" ({len(have)} of {len(seeds)} seeds)"
         lines.append(
-            f"| {run} | {' / '.join(_pct(a) for a in acc)} | {_pct(sum(have) / len(have))}{n} | "
+            f"| {run} | {' / '.join(_pct(a) for a in acc)} | {_pct(sum(have) / len(have))}{partial} | "
             f"{' / '.join('–' if d is None else f'{d:+.2f}' for d in diff)} | {_mean_pp(diff)} | "
             f"{' / '.join('–' if n is None else f'{n:,}' for n in params)} | "
             f"{' / '.join('–' if r is None else f'{r:.2f}×' for r in ratio)} |")
@@ -262,11 +261,11 @@ def render(results: str, output: str) -> str:
                          f"(`reproduce.py --rounds`); not a reproduction yet.\n")
         parts.append(table(entry))
         parts.append(centralized_line(entry))
-        seeds = {0: entry, **{s: _load(results, name, s) for s in extra_seeds(results, name)}}
-        if seeds_table(seeds):
+        across = seeds_table({0: entry, **{s: _load(results, name, s) for s in extra_seeds(results, name)}})
+        if across:
             parts.append(f"Across seeds (seed {exp['seed']} is the table above; each seed samples other clients and "
                          "starts from other weights; one seed's runs share their clients):\n")
-            parts.append(seeds_table(seeds))
+            parts.append(across)
         if baseline_table(entry):
             parts.append("Structured vs unstructured pruning (tfmot `prune_low_magnitude`, same non-zero budget "
                          "as `inherit`): file sizes, gzip-compressed float32 file, TFLite's sparse format "
