@@ -5,7 +5,7 @@ import pytest
 
 from tff_prune.models import get_model
 from tff_prune.config import ExperimentConfig
-from tff_prune.federated import loop
+from tff_prune.federated.steps.structured import make_plan
 from tff_prune.pruning import band, band_keep_mask, band_low, band_selection, l1_filter_norms, plan
 
 
@@ -45,7 +45,7 @@ def test_band_low_on_a_model_removes_only_filters_below_the_band():
     assert kept_low == set(np.flatnonzero(norms >= norms.mean() - 2.0 * norms.std()).tolist())
     assert low.params_after > both.params_after
     cfg = ExperimentConfig(criterion="band_low", k=2.0)
-    assert loop.make_plan(model, cfg).widths_after == low.widths_after
+    assert make_plan(model, cfg).widths_after == low.widths_after
 
 
 def test_uses_population_std_not_sample_std():

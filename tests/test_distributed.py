@@ -16,6 +16,7 @@ from tff_prune.config import ConfigError, ExperimentConfig, parse_workers
 pytestmark = pytest.mark.integration
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ["--rounds", "3", "--clients-per-round", "4", "--max-clients", "20", "--local-epochs", "1", "--k", "1.0",
+          "--schedule", "paper",
           "--seed", "3", "--latency-runs", "5", "--tflite-variants", "float32", "--quiet"]
 
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def make_config(tmp_path, name, **kw):
     base = dict(rounds=3, clients_per_round=3, local_epochs=1, k=1.0, max_prune_round=50, patience=3,
-                max_clients=20, seed=4, output_dir=str(tmp_path / name), latency_runs=10)
+                max_clients=20, seed=4, output_dir=str(tmp_path / name), latency_runs=10, schedule="paper")
     base.update(kw)
     return ExperimentConfig(**base)
 
@@ -70,7 +70,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, femnist):
     ck = checkpoint.load(part_cfg.output_dir)
     assert ck.round == 2
     # The checkpoint holds the aggregate of round 2 (round 3 decides on pruning it).
-    assert ck.build_model().count_params() == part.final["params"]
+    assert loop.restore_state(ck).model.count_params() == part.final["params"]
     for a, b in zip(ck.weights, part.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     resumed = loop.run(make_config(tmp_path, "part", rounds=3, weights="reinit"), data=femnist,
@@ -145,4 +145,4 @@ def test_round_mode_final_prunes_freely_then_rounds_every_group_down_once(tmp_pa
     for name in ("conv1", "conv2"):
         assert final["widths"][name] % 8 == 0 and band_widths[name] - 8 < final["widths"][name] <= band_widths[name]
     assert final["params"] == cnn_param_count(final["widths"]["conv1"], final["widths"]["conv2"])
-    assert checkpoint.load(cfg.output_dir).controller["rounded"]
+    assert checkpoint.load(cfg.output_dir).steps["structured"]["rounded"]

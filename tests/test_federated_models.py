@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def make_config(tmp_path, **kw):
     base = dict(rounds=2, clients_per_round=2, local_epochs=1, k=1.0, max_prune_round=1, patience=3,
-                max_clients=8, seed=3, output_dir=str(tmp_path / "run"), latency_runs=10)
+                max_clients=8, seed=3, output_dir=str(tmp_path / "run"), latency_runs=10, schedule="paper")
     base.update(kw)
     return ExperimentConfig(**base)
 

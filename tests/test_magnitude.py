@@ -95,7 +95,7 @@ def test_magnitude_rounds_in_tff_share_the_servers_masks_and_resume(tmp_path, fe
     assert res.records[0]["params"] == res.records[1]["params"] == 56_126
     assert res.records[0]["bytes_up"] == 4 * 56_126 * 3
     ck = checkpoint.load(cfg.output_dir)
-    wrapped = ck.build_model()
+    wrapped = loop.restore_state(ck).model
     assert magnitude.is_pruning_model(wrapped)
     zeros_after_2 = {n: k == 0 for n, k in _kernels(wrapped).items()}
 

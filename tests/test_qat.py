@@ -43,7 +43,7 @@ def test_qat_rounds_must_fit_the_run():
 @pytest.mark.integration
 def test_last_rounds_train_the_qat_model_and_federate_its_ranges(tmp_path, femnist):
     cfg = ExperimentConfig(rounds=3, qat_rounds=2, clients_per_round=3, local_epochs=1, k=1.0, max_clients=20,
-                           seed=4, output_dir=str(tmp_path / "q"))
+                           seed=4, output_dir=str(tmp_path / "q"), schedule="paper")
     res = loop.run(cfg, data=femnist, progress=False)
     assert [r["qat"] for r in res.records] == [False, True, True]
     assert res.records[1]["prune"]["action"] == "skipped" and "quantization-aware" in res.records[1]["prune"]["reason"]
@@ -57,7 +57,8 @@ def test_last_rounds_train_the_qat_model_and_federate_its_ranges(tmp_path, femni
     assert n_ranges == 12
     assert res.records[1]["bytes_up"] == res.records[0]["bytes_up"] + 4 * n_ranges * 3
     ck = checkpoint.load(cfg.output_dir)
-    assert is_qat_model(ck.build_model()) and ck.build_float_architecture().count_params() == 56_126
+    restored = loop.restore_state(ck)
+    assert is_qat_model(restored.model) and restored.architecture.count_params() == 56_126
     # Resume inside the QAT phase continues the QAT model.
     more = loop.run(ExperimentConfig(**{**cfg.to_dict(), "rounds": 4, "qat_rounds": 2}), data=femnist,
                     resume=True, progress=False)

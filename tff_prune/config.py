@@ -1,6 +1,8 @@
 """ExperimentConfig: every knob of a federated pruning run, validated once.
 
-Flags map one-to-one onto fields (``--clients-per-round`` -> ``clients_per_round``).
+Flags map one-to-one onto fields (``--clients-per-round`` -> ``clients_per_round``). Each field's metadata
+(:func:`setting`: help text, flag group, choices, how its default reads) is the one definition of its flag:
+``tff_prune.flags`` builds the command-line parser and the README's flag table from it.
 Validation raises :class:`ConfigError` whose message names the offending flag, so
 a bad value is rejected before any data is read or any TFF computation is built.
 """
@@ -21,7 +23,30 @@ MODELS = ("cnn", "resnet", "inception")
 CRITERIA = ("band", "band_low", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
 METHODS = ("structured", "magnitude")
+SCHEDULES = ("auto", "paper")
 CLIENT_OPTIMIZERS = ("adam", "sgd")
+
+
+ROUND_MODES = ("up", "down", "final")
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str, group: str, choices: Optional[tuple] = None,
+            shown: Optional[str] = None, metavar: Optional[str] = None, flag: Optional[str] = None,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with the metadata of its command-line flag.
+
+    Args:
+      default / default_factory: the field's default.
+      help: what the flag means (the README's "meaning" column and ``--help``).
+      group: the ``--help`` section.
+      choices: allowed values (argparse checks them too).
+      shown: how the default reads in the README table (default: the value in backquotes).
+      metavar: argparse metavar. flag: the flag when it is not ``--<field-with-dashes>`` (e.g. ``--no-prune``).
+    """
+    meta = {"help": help, "group": group, "choices": choices, "shown": shown, "metavar": metavar, "flag": flag}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
 
 
 class ConfigError(ValueError):
@@ -106,40 +131,116 @@ class ExperimentConfig:
       target_sparsity: with ``method="magnitude"``, the final fraction of zeros in every Conv2D/Dense kernel.
       qat_rounds: the last N rounds train the tfmot quantization-aware version of the final
         architecture in TFF (0: no QAT). Pruning stops when they start.
+      schedule: how structured pruning decides: ``"auto"`` (the default: warm-up to a plateau of the federated
+        validation accuracy, then weak-tail candidates accepted only within an accuracy budget;
+        ``federated/steps/auto.py``) or ``"paper"`` (the paper's band every round of the window, accepted on a
+        parameter drop; uses ``criterion``, ``k``, ``max_prune_round``, ``weights``).
+      val_clients: with ``schedule="auto"``: clients per round whose training examples evaluate the global model
+        (TFF federated evaluation; never the central test data).
+      max_accuracy_loss: with ``schedule="auto"``: total validation-accuracy cost (absolute, e.g. 0.01 = 1 point)
+        the accepted candidates may add up to.
+      step_fraction: with ``schedule="auto"``: fraction of every group's channels the first candidate removes
+        (halved after each rejection).
+      recovery_rounds: with ``schedule="auto"``: rounds a candidate trains beside the current architecture
+        before it is judged (None: ``R // 20`` clamped to [2, 10]).
+      plateau_window: with ``schedule="auto"``: rounds per window of the plateau test (None: ``R // 20``
+        clamped to [3, 10]).
+      warmup_rounds: with ``schedule="auto"``: a fixed warm-up of N rounds instead of the plateau test (None).
     """
 
-    dataset: str = "femnist"
-    model: str = "cnn"
-    rounds: int = 20
-    clients_per_round: int = 10
-    local_epochs: int = 5
-    batch_size: int = 32
-    client_optimizer: str = "adam"
-    client_lr: float = 1e-3
-    server_lr: float = 1.0
-    k: float = 2.2
-    criterion: str = "band"
-    prune_ratio: float = 0.2
-    round_to: int = 1
-    round_mode: str = "up"
-    min_channels: int = 1
-    max_prune_round: int = 50
-    patience: int = 3
-    weights: str = "inherit"
-    prune: bool = True
-    seed: int = 0
-    eval_every: int = 1
-    output_dir: str = "runs/default"
-    data_dir: str = dataclasses.field(default_factory=lambda: resolve_data_dir(None))
-    femnist_crop: bool = False
-    celeba_attribute: str = "male"
-    max_clients: Optional[int] = None
-    latency_runs: int = 200
-    qat_rounds: int = 0
-    method: str = "structured"
-    target_sparsity: float = 0.5
-    workers: Optional[str] = None
-    round_timeout: float = 600.0
+    dataset: str = setting("femnist", group="data and model", choices=DATASETS,
+                           help="`femnist` (300 real writers, 62 classes) or `celeba` (276 real celebrities, one binary attribute)")
+    model: str = setting("cnn", group="data and model", choices=MODELS,
+                         help="the paper's architectures: `cnn`, `resnet` (ResNet-7), `inception` (naive Inception); table below")
+    data_dir: str = setting(group="data and model", default_factory=lambda: resolve_data_dir(None), metavar="DIR",
+                            shown="`$TFF_PRUNE_DATA_DIR`, else `../shared/data`",
+                            help="folder with `femnist_leaf_300w.npz` / `celeba_wild_crops84_276ids.npz`")
+    femnist_crop: bool = setting(False, group="data and model", help="the authors' crop `[5:20, 5:20]` resized back to 28x28")
+    celeba_attribute: str = setting("male", group="data and model",
+                                    help="CelebA label, TFF's attribute name (`smiling`, `young`, …)")
+    max_clients: Optional[int] = setting(None, group="data and model", shown="all", metavar="N",
+                                         help="use only the first N training clients (quick experiments)")
+    rounds: int = setting(20, group="federated training (FedAvg)", help="federated rounds, numbered 1..R")
+    clients_per_round: int = setting(10, group="federated training (FedAvg)",
+                                     help="clients sampled uniformly without replacement; seeded by `(seed, round)`")
+    local_epochs: int = setting(5, group="federated training (FedAvg)", help="client epochs per round (paper: 5)")
+    batch_size: int = setting(32, group="federated training (FedAvg)", help="client batch size (paper: 32)")
+    client_optimizer: str = setting("adam", group="federated training (FedAvg)", choices=CLIENT_OPTIMIZERS,
+                                    help="`adam` (the paper's; fresh moments for every client and round, as TFF runs "
+                                         "it) or `sgd` (plain, no momentum) on the clients")
+    client_lr: float = setting(1e-3, group="federated training (FedAvg)", help="client learning rate (the paper's Adam: 1e-3)")
+    server_lr: float = setting(1.0, group="federated training (FedAvg)", help="server SGD learning rate (1.0 = plain FedAvg)")
+    seed: int = setting(0, group="federated training (FedAvg)", help="client sampling, client shuffling, model init and re-init")
+    eval_every: int = setting(1, group="federated training (FedAvg)", metavar="N",
+                              help="evaluate the global model on the test split of all writers in use every N rounds "
+                                   "(and at the end); reported only, never used by a decision")
+    prune: bool = setting(True, group="automatic pruning", flag="--no-prune", shown="off", help="plain FedAvg baseline")
+    schedule: str = setting("auto", group="automatic pruning", choices=SCHEDULES,
+                            help="how structured pruning decides. `auto` (the default): warm-up until the federated "
+                                 "validation accuracy plateaus, then candidates without each group's weakest filters "
+                                 "train beside the current model and are accepted only within `--max-accuracy-loss` "
+                                 "(section \"The default: --schedule auto\"); `paper`: the paper's criterion every "
+                                 "round of `--max-prune-round`, accepted on any parameter drop")
+    val_clients: int = setting(20, group="auto schedule",
+                               help="auto: clients per round whose training examples evaluate the global model "
+                                    "(TFF federated evaluation; never the central test data)")
+    max_accuracy_loss: float = setting(0.01, group="auto schedule",
+                                       help="auto: validation accuracy (absolute; 0.01 = 1 point) the accepted "
+                                            "candidates may cost in all")
+    step_fraction: float = setting(0.25, group="auto schedule",
+                                   help="auto: fraction of every group's channels the first candidate removes; "
+                                        "halves after each rejection")
+    recovery_rounds: Optional[int] = setting(None, group="auto schedule", metavar="F", shown="R/20 in [2, 10]",
+                                             help="auto: rounds a candidate trains beside the current model before it "
+                                                  "is judged (on the last ceil(F/2))")
+    plateau_window: Optional[int] = setting(None, group="auto schedule", metavar="W", shown="R/20 in [3, 10]",
+                                            help="auto: rounds per window of the warm-up's plateau test")
+    warmup_rounds: Optional[int] = setting(None, group="auto schedule", metavar="N", shown="automatic",
+                                           help="auto: end the warm-up after exactly N rounds instead of at the "
+                                                "plateau (the first trial starts at round N + 1)")
+    criterion: str = setting("band", group="automatic pruning", choices=CRITERIA,
+                             help="paper: `band`: keep channels with μ−kσ ≤ importance ≤ μ+kσ per group (the paper's); "
+                                  "`band_low`: keep importance ≥ μ−kσ (only the weak tail goes; not in the paper); "
+                                  "`ratio`: remove `--prune-ratio` of each group's least important channels")
+    k: float = setting(2.2, group="automatic pruning", help="band width for `band` and `band_low` (paper: 2.0–2.5)")
+    prune_ratio: float = setting(0.2, group="automatic pruning", help="with `--criterion ratio`")
+    round_to: int = setting(1, group="automatic pruning", metavar="N",
+                            help="every pruned group keeps a multiple of N channels (8 suits XNNPACK); auto rounds "
+                                 "every candidate down")
+    round_mode: str = setting("up", group="automatic pruning", choices=ROUND_MODES,
+                              help="paper, in every prune, `up`: put back a group's most important removed channels up "
+                                   "to the multiple; `down`: remove its least important kept ones down to the multiple. "
+                                   "`final`: prune without rounding, then once pruning stops round every group down "
+                                   "once. The band removes 1–3 filters of a group per round, so `up` prunes nothing and "
+                                   "`down` shrinks every group to `--round-to` within a few rounds; with the band use "
+                                   "`final`")
+    min_channels: int = setting(1, group="automatic pruning", help="fewest channels a group keeps")
+    max_prune_round: int = setting(50, group="automatic pruning",
+                                   help="paper: the aggregates of rounds 1..50 may be pruned; magnitude: the round its "
+                                        "sparsity reaches `--target-sparsity`")
+    patience: int = setting(3, group="automatic pruning",
+                            help="paper: consecutive rounds without a parameter drop before pruning stops; auto: "
+                                 "rejected candidates before pruning stops")
+    weights: str = setting("inherit", group="automatic pruning", choices=WEIGHT_MODES,
+                           help="paper: `inherit`: survivors keep their weights; `reinit`: fresh init after each "
+                                "prune (the authors')")
+    method: str = setting("structured", group="automatic pruning", choices=METHODS,
+                          help="`structured`: filter pruning (`--schedule`); `magnitude`: the unstructured baseline, "
+                               "tfmot `prune_low_magnitude` trained in TFF (section \"Unstructured baseline\")")
+    target_sparsity: float = setting(0.5, group="automatic pruning",
+                                     help="with `--method magnitude`: final fraction of zeros in every Conv2D/Dense "
+                                          "kernel, reached at `--max-prune-round`")
+    qat_rounds: int = setting(0, group="automatic pruning", metavar="N",
+                              help="the last N rounds train the quantization-aware (tfmot) final architecture in TFF; "
+                                   "pruning stops when they start; exports `qat_int8` next to post-training `int8`")
+    workers: Optional[str] = setting(None, group="distributed (TFF's remote runtime)", metavar="h:p,h:p", shown="none (local)",
+                                     help="run rounds on TFF workers started with `scripts/run_worker.py` (section "
+                                          "\"Several machines\")")
+    round_timeout: float = setting(600.0, group="distributed (TFF's remote runtime)", shown="600",
+                                   help="seconds a round may take on the workers before the run stops naming the "
+                                        "silent worker (exit 4)")
+    output_dir: str = setting("runs/default", group="outputs", help="where everything goes")
+    latency_runs: int = setting(200, group="outputs", help="timed TFLite invokes for the latency median")
 
     def __post_init__(self):
         self.validate()
@@ -154,7 +255,7 @@ class ExperimentConfig:
         if self.model not in MODELS:
             fail("model", f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
         if self.weights not in WEIGHT_MODES:
-            fail("weights", f"must be 'inherit' or 'reinit', got {self.weights!r}")
+            fail("weights", f"must be one of {', '.join(WEIGHT_MODES)}, got {self.weights!r}")
         for flag, value in (("rounds", self.rounds), ("clients-per-round", self.clients_per_round),
                             ("local-epochs", self.local_epochs), ("batch-size", self.batch_size),
                             ("eval-every", self.eval_every), ("patience", self.patience),
@@ -181,8 +282,8 @@ class ExperimentConfig:
             fail("max-prune-round", f"must be >= 0, got {self.max_prune_round!r}")
         if not (self.k > 0):
             fail("k", f"must be > 0 (the band is mu +- k*sigma; the paper uses 2.0-2.5), got {self.k!r}")
-        if self.round_mode not in ("up", "down", "final"):
-            fail("round-mode", f"must be 'up', 'down' or 'final', got {self.round_mode!r}")
+        if self.round_mode not in ROUND_MODES:
+            fail("round-mode", f"must be one of {', '.join(ROUND_MODES)}, got {self.round_mode!r}")
         if self.criterion not in CRITERIA:
             fail("criterion", f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
         if not (0 <= self.prune_ratio < 1):
@@ -220,6 +321,22 @@ class ExperimentConfig:
             fail("round-timeout", f"must be > 0 seconds, got {self.round_timeout!r}")
         if not self.output_dir:
             fail("output-dir", "must not be empty")
+        if self.schedule not in SCHEDULES:
+            fail("schedule", f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if not isinstance(self.val_clients, int) or isinstance(self.val_clients, bool) or self.val_clients < 1:
+            fail("val-clients", f"must be an integer >= 1, got {self.val_clients!r}")
+        if not (0 <= self.max_accuracy_loss < 1):
+            fail("max-accuracy-loss", f"must be in [0, 1) (absolute accuracy, 0.01 = 1 point), "
+                                      f"got {self.max_accuracy_loss!r}")
+        if not (0 < self.step_fraction < 1):
+            fail("step-fraction", f"must be in (0, 1) (fraction of each group's channels), got {self.step_fraction!r}")
+        for flag, value in (("recovery-rounds", self.recovery_rounds), ("plateau-window", self.plateau_window),
+                            ("warmup-rounds", self.warmup_rounds)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                fail(flag, f"must be an integer >= 1 (or omitted for the default), got {value!r}")
+        if self.prune and self.method == "structured" and self.schedule == "auto" and self.weights == "reinit":
+            fail("weights", "reinit is the paper's architecture search; it needs --schedule paper "
+                            "(--schedule auto keeps the survivors' weights)")
 
     def check_num_clients(self, available: int) -> None:
         """Raises ConfigError if more clients per round are asked than exist."""

@@ -19,9 +19,6 @@ import zipfile
 from typing import Any, Optional
 
 import numpy as np
-import tensorflow as tf
-
-from tff_prune.federated.qat import quantize
 from tff_prune.report import atomic_write_bytes
 
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -41,43 +38,22 @@ class Checkpoint:
       model_json: Keras architecture of the global model after round ``round``'s aggregation
         (a prune of it is decided at the start of the next round).
       weights: its weights, ``model.get_weights()`` order, float32 numpy arrays.
-      controller: ``ControllerState.to_dict()``.
       counters: cumulative counters (``bytes_down``, ``bytes_up``, ...), ints.
-      float_model_json: during QAT, the float architecture under the QAT wrappers; with
-        ``--method magnitude``, the architecture under the tfmot pruning wrappers (else None).
+      steps: server step name -> its JSON state (``ServerStep.state_dict``).
+      step_arrays: server step name -> its arrays.
+      float_model_json: the float architecture when the global model is under tfmot wrappers (QAT,
+        ``--method magnitude``), else None. Rebuilding the wrapped model is the steps' business
+        (``ServerStep.restore_model``, ``loop.restore_state``).
     """
 
     round: int
     config: dict[str, Any]
     model_json: str
     weights: list[np.ndarray]
-    controller: dict[str, Any]
     counters: dict[str, int]
+    steps: dict[str, dict] = dataclasses.field(default_factory=dict)
+    step_arrays: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
     float_model_json: Optional[str] = None
-
-    def build_model(self) -> tf.keras.Model:
-        """Rebuilds the Keras model (a QAT or magnitude-pruning model too) with the checkpointed weights.
-
-        A QAT model is rebuilt as ``quantize(float architecture)``: deserializing tfmot's own
-        JSON gives a model with a different variable list (measured: 29 variables instead of 27).
-        A magnitude-pruning model is rebuilt the same way, as ``magnitude.wrap(architecture)``;
-        its masks and step counter are among the weights.
-        """
-        if self.float_model_json and self.config.get("method") == "magnitude":
-            from tff_prune.federated import magnitude
-
-            model = magnitude.wrap(tf.keras.models.model_from_json(self.float_model_json),
-                                   self.config["target_sparsity"], self.config["max_prune_round"])
-        elif self.float_model_json:
-            model = quantize(tf.keras.models.model_from_json(self.float_model_json))
-        else:
-            model = tf.keras.models.model_from_json(self.model_json)
-        model.set_weights(self.weights)
-        return model
-
-    def build_float_architecture(self) -> Optional[tf.keras.Model]:
-        """During QAT or magnitude pruning, a fresh float model of the architecture under the wrappers; else None."""
-        return tf.keras.models.model_from_json(self.float_model_json) if self.float_model_json else None
 
 
 def checkpoint_path(output_dir: str) -> str:
@@ -88,10 +64,14 @@ def checkpoint_path(output_dir: str) -> str:
 def save(output_dir: str, ckpt: Checkpoint) -> str:
     """Writes ``ckpt`` atomically to ``<output_dir>/checkpoint.npz``; returns the path."""
     os.makedirs(output_dir, exist_ok=True)
+    names = sorted(ckpt.steps)
     meta = {"round": ckpt.round, "config": ckpt.config, "model_json": ckpt.model_json,
-            "controller": ckpt.controller, "counters": ckpt.counters, "num_weights": len(ckpt.weights),
+            "steps": ckpt.steps, "counters": ckpt.counters, "num_weights": len(ckpt.weights),
+            "step_arrays": {n: len(ckpt.step_arrays.get(n, [])) for n in names},
             "float_model_json": ckpt.float_model_json}
     arrays = {f"w{i:04d}": np.asarray(w) for i, w in enumerate(ckpt.weights)}
+    for j, n in enumerate(names):
+        arrays.update({f"s{j:02d}_{i:04d}": np.asarray(a) for i, a in enumerate(ckpt.step_arrays.get(n, []))})
     arrays["meta"] = np.array(json.dumps(meta))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -117,9 +97,21 @@ def load(output_dir: str) -> Checkpoint:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             weights = [z[f"w{i:04d}"] for i in range(meta["num_weights"])]
+            counts = meta.get("step_arrays", {})
+            step_arrays = {n: [z[f"s{j:02d}_{i:04d}"] for i in range(counts[n])] for j, n in enumerate(sorted(counts))}
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"--resume: checkpoint {path} is corrupt ({type(e).__name__}: {e}); "
                               f"delete it and start the run again without --resume") from e
+    if "steps" not in meta:  # written before --schedule existed: the paper's method was the only one
+        meta["config"].setdefault("schedule", "paper")
     return Checkpoint(round=int(meta["round"]), config=meta["config"], model_json=meta["model_json"],
-                      weights=weights, controller=meta["controller"], counters=meta["counters"],
-                      float_model_json=meta.get("float_model_json"))
+                      weights=weights, counters=meta["counters"], steps=meta.get("steps") or _legacy_steps(meta),
+                      step_arrays=step_arrays, float_model_json=meta.get("float_model_json"))
+
+
+def _legacy_steps(meta: dict) -> dict[str, dict]:
+    """Step states of a checkpoint written before server steps (a ``controller`` entry; QAT if wrapped)."""
+    steps = {"structured": meta["controller"]} if "controller" in meta else {}
+    if meta.get("float_model_json") and meta["config"].get("method") != "magnitude":
+        steps["qat"] = {"active": True}
+    return steps

@@ -19,6 +19,22 @@ import tensorflow_federated as tff
 from tff_prune.federated.variables import AveragedStateModel, needs_wrapper, tff_variable_split
 
 
+def _model_fn(model_builder: Callable[[], tf.keras.Model], element_spec) -> Callable[[], tff.learning.models.VariableModel]:
+    """TFF's ``model_fn``: a new Keras model wrapped by ``from_keras_model`` (averaged state: ``variables.py``)."""
+    def model_fn():
+        keras_model = model_builder()
+        with warnings.catch_warnings():
+            # TFF warns that BatchNormalization statistics are not averaged; AveragedStateModel averages them.
+            warnings.filterwarnings("ignore", message="Batch Normalization contains non-trainable variables")
+            model = tff.learning.models.from_keras_model(
+                keras_model, input_spec=element_spec,
+                loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+        return AveragedStateModel(model, keras_model) if needs_wrapper(keras_model) else model
+
+    return model_fn
+
+
 def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, client_lr: float,
                   server_lr: float, client_optimizer: str = "adam") -> tff.learning.templates.LearningProcess:
     """FedAvg with client Adam (or SGD) and server SGD, clients weighted by example count.
@@ -47,17 +63,7 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
       built earlier then fail ("Your Layer or Model is in an invalid state"). After
       building, the architecture is instantiated once eagerly, which swaps them back.
     """
-    def model_fn():
-        keras_model = model_builder()
-        with warnings.catch_warnings():
-            # TFF warns that BatchNormalization statistics are not averaged; AveragedStateModel averages them.
-            warnings.filterwarnings("ignore", message="Batch Normalization contains non-trainable variables")
-            model = tff.learning.models.from_keras_model(
-                keras_model, input_spec=element_spec,
-                loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-                metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
-        return AveragedStateModel(model, keras_model) if needs_wrapper(keras_model) else model
-
+    model_fn = _model_fn(model_builder, element_spec)
     builders = {"adam": tff.learning.optimizers.build_adam, "sgd": tff.learning.optimizers.build_sgdm}
     if client_optimizer not in builders:
         raise ValueError(f"unknown client optimizer {client_optimizer!r}; choose one of {', '.join(builders)}")
@@ -67,6 +73,18 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
         server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
         client_weighting=tff.learning.ClientWeighting.NUM_EXAMPLES)
     model_builder()  # eager instantiation: restores Keras' v2 classes (see Note)
+    return process
+
+
+def build_fed_eval(model_builder: Callable[[], tf.keras.Model], element_spec) -> tff.learning.templates.LearningProcess:
+    """Federated evaluation of one architecture: ``tff.learning.algorithms.build_fed_eval``.
+
+    Clients evaluate the broadcast weights on their data and report example-weighted sums; the server sees
+    the aggregate ``loss``, ``sparse_categorical_accuracy`` and ``num_examples`` (in
+    ``metrics["client_work"]["eval"]["current_round_metrics"]``). Weights go in with ``set_model_weights``.
+    """
+    process = tff.learning.algorithms.build_fed_eval(_model_fn(model_builder, element_spec))
+    model_builder()  # eager instantiation: restores Keras' v2 classes (see build_fed_avg)
     return process
 
 
