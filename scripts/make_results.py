@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 from tff_prune import report  # noqa: E402
 
-RUN_ORDER = ("fedavg", "reinit", "inherit", "inherit_round8", "magnitude", "inherit_low")
+RUN_ORDER = ("fedavg", "default", "reinit", "inherit", "inherit_round8", "magnitude", "inherit_low")
 DISCUSSION = os.path.join(ROOT, "docs", "results_discussion.md")  # hand-written, included verbatim
 
 
@@ -134,17 +134,25 @@ def last_mean(records: Sequence[dict], n: int = 10) -> Optional[float]:
     return sum(acc) / len(acc) if acc else None
 
 
+def _hours(seconds: Optional[float]) -> str:
+    """Wall time of a run's rounds (sum of ``wall_seconds``) as ``1 h 05 min``; '–' when unknown."""
+    if seconds is None:
+        return "–"
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
 def table(entry: dict) -> str:
     """Markdown table of one experiment: our runs and the authors' numbers."""
     exp, runs = entry["experiment"], entry["runs"]
     base = runs.get("fedavg", {}).get("summary")
     lines = ["| run | final acc | mean acc, last 10 evals | best acc | params | FLOPs | bytes up | bytes down | "
              "bytes vs FedAvg | "
-             "TFLite f32 / int8 (B) | latency f32 / int8 (µs) | int8 acc | prunes (rounds) | stop |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "TFLite f32 / int8 (B) | latency f32 / int8 (µs) | int8 acc | prunes (rounds) | stop | wall time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
     for run in RUN_ORDER:
         if run not in runs:
-            lines.append(f"| {run} | not run yet | | | | | | | | | | | | |")
+            lines.append(f"| {run} | not run yet | | | | | | | | | | | | | |")
             continue
         s = runs[run]["summary"]
         tv = s["tflite_variants"]
@@ -161,12 +169,13 @@ def table(entry: dict) -> str:
             f"{'–' if ratio is None else f'{ratio:.2f}×'} | "
             f"{tv['float32']['size_bytes']:,} / {int8.get('size_bytes', 0):,} | "
             f"{tv['float32']['latency_us_median']:.0f} / {int8.get('latency_us_median', float('nan')):.0f} | "
-            f"{_pct(int8.get('test_accuracy'))} | {s['prune_rounds'] or '–'} | {s['stop_reason'] or '–'} |")
+            f"{_pct(int8.get('test_accuracy'))} | {s['prune_rounds'] or '–'} | {s['stop_reason'] or '–'} | "
+            f"{_hours(s.get('wall_seconds_total'))} |")
     pa = exp["paper"]
     lines.append(f"| **authors** ({pa['rounds']} rounds, {pa['clients_per_round']} clients/round) | "
                  f"{pa['baseline_acc']:.2f}% → {pa['pruned_acc']:.2f}% | | | "
                  f"{pa['params'][0]:,} → {pa['params'][1]:,} | "
-                 f"{pa['flops'][0]:,} → {pa['flops'][1]:,} | | | ≤ 0.2× (claimed) | | | | | |")
+                 f"{pa['flops'][0]:,} → {pa['flops'][1]:,} | | | ≤ 0.2× (claimed) | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

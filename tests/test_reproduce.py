@@ -40,8 +40,8 @@ def test_magnitude_run_matches_the_inherit_runs_size(tmp_path):
 
 
 def test_a_shorter_trial_keeps_the_papers_prune_window_share():
-    exp = reproduce.EXPERIMENTS["femnist_cnn"]  # 10 of 100 rounds
-    assert reproduce.prune_window(exp, None) == 10
+    exp = reproduce.EXPERIMENTS["femnist_cnn"]  # the paper's 50 of 500 rounds
+    assert reproduce.prune_window(exp, None) == 50
     assert reproduce.prune_window(exp, 20) == 2 and reproduce.prune_window(exp, 5) == 1
 
 
@@ -52,30 +52,31 @@ def test_bad_experiment_name(capsys):
 
 
 def test_results_markdown_is_generated_from_the_json(tmp_path):
+    NAME = "femnist_cnn_100r"  # the complete 100-round protocol
     results = os.path.join(ROOT, "results")
     runs = [r for r in make_results.RUN_ORDER
-            if os.path.isfile(os.path.join(results, "femnist_cnn", r, "summary.json"))]
+            if os.path.isfile(os.path.join(results, NAME, r, "summary.json"))]
     if not runs:
         pytest.skip("no committed results")
     full = make_results.render(results, str(tmp_path / "RESULTS.md"))
-    assert (tmp_path / "results" / "femnist_cnn.png").stat().st_size > 0
-    text = full.split("## femnist_cnn\n", 1)[1].split("\n## ", 1)[0]  # this experiment's section
+    assert (tmp_path / "results" / f"{NAME}.png").stat().st_size > 0
+    text = full.split(f"## {NAME}\n", 1)[1].split("\n## ", 1)[0]  # this experiment's section
     for run in set(make_results.RUN_ORDER) - set(runs):
         assert f"| {run} | not run yet |" in text
     if os.path.isfile(make_results.DISCUSSION):
         with open(make_results.DISCUSSION) as f:
             assert f.read().strip() in full
     for run in runs:
-        with open(os.path.join(results, "femnist_cnn", run, "summary.json")) as f:
+        with open(os.path.join(results, NAME, run, "summary.json")) as f:
             s = json.load(f)
         row = next(line for line in text.splitlines() if line.startswith(f"| {run} |"))
         assert f"{s['final_params']:,}" in row and f"{100 * s['final_accuracy']:.2f}%" in row
-        with open(os.path.join(results, "femnist_cnn", run, "metrics.jsonl")) as f:
+        with open(os.path.join(results, NAME, run, "metrics.jsonl")) as f:
             acc = [r["eval_accuracy"] for r in map(json.loads, f) if r.get("eval_accuracy") is not None][-10:]
         assert row.split(" | ")[2] == f"{100 * sum(acc) / len(acc):.2f}%"  # mean of the last 10 evaluations
     assert "74.78% → 71.55%" in text  # the authors' numbers beside ours
     if {"inherit", "magnitude"} <= set(runs):  # structured vs unstructured at the same non-zero budget
-        with open(os.path.join(results, "femnist_cnn", "magnitude", "summary.json")) as f:
+        with open(os.path.join(results, NAME, "magnitude", "summary.json")) as f:
             m = json.load(f)
         rows = [line for line in text.splitlines() if line.startswith("| magnitude |")]
         assert len(rows) == 2 and f"({m['final_nonzero_params']:,} non-zero)" in rows[0]
