@@ -96,7 +96,12 @@ EXPERIMENTS = {
         rounds=500, clients_per_round=50, baseline_acc=89.51, pruned_acc=85.83,
         params=(30_626, 6_791), flops=(5_234_332, 1_610_012)),
         client_optimizer="sgd", client_lr=0.05),
-    "femnist_inception": Experiment("femnist", "inception", 2.5, 60, 10, 6, dict(
+    # The paper's 500 rounds x 10 clients (about 2 h per run on an idle 2-core machine).
+    "femnist_inception": Experiment("femnist", "inception", 2.5, 500, 10, 50, dict(
+        rounds=500, clients_per_round=10, baseline_acc=82.20, pruned_acc=80.74,
+        params=(246_236, 84_719), flops=(31_010_894, 12_853_746))),
+    # The earlier 60-round protocol (window 6), kept for its results.
+    "femnist_inception_60r": Experiment("femnist", "inception", 2.5, 60, 10, 6, dict(
         rounds=500, clients_per_round=10, baseline_acc=82.20, pruned_acc=80.74,
         params=(246_236, 84_719), flops=(31_010_894, 12_853_746))),
 }

@@ -13,6 +13,7 @@ def test_accept_resets_patience_and_three_failures_stop():
     params = 1000
     assert not c.should_propose(1)  # round 1 trains the initial model: nothing aggregated yet
     for r, drop in enumerate([True, False, False, True, False, False, False, True], start=2):
+        c.close_window(r)
         if not c.should_propose(r):
             seq.append("off")
             continue
@@ -38,7 +39,9 @@ def test_stops_after_max_prune_round():
     c = PruningController(max_prune_round=2, patience=3)
     assert not c.should_propose(1) and not c.state.stopped
     assert c.should_propose(2) and c.should_propose(3)
-    assert not c.should_propose(4)
+    assert not c.should_propose(4) and not c.state.stopped  # a query changes nothing
+    assert not c.close_window(3) and not c.state.stopped
+    assert c.close_window(4) and not c.close_window(5)
     assert c.state.stopped and "max_prune_round (2)" in c.state.stop_reason
     assert not c.should_propose(3)  # stopping is final
 
@@ -66,7 +69,8 @@ def test_final_rounding_happens_once_and_only_after_pruning_stopped():
     c = PruningController(max_prune_round=2, patience=3)
     with pytest.raises(RuntimeError, match="after pruning has stopped"):
         c.final_rounding(2, 100, 90, W, W, 8)
-    assert c.should_propose(2) and c.should_propose(3) and not c.should_propose(4)  # window over: stopped
+    assert c.should_propose(2) and c.should_propose(3) and not c.should_propose(4)
+    assert c.close_window(4)  # window over: stopped
     d = c.final_rounding(4, 1000, 900, {"conv1": 29}, {"conv1": 24}, 8)
     assert (d.action, d.params_after, d.widths_after, d.stopped) == ("accepted", 900, {"conv1": 24}, True)
     assert "multiples of 8" in d.reason and c.state.rounded and c.state.accepted == 1
@@ -74,5 +78,5 @@ def test_final_rounding_happens_once_and_only_after_pruning_stopped():
     with pytest.raises(RuntimeError, match="once"):
         c.final_rounding(5, 900, 900, W, W, 8)
     c2 = PruningController(max_prune_round=0, patience=3)
-    c2.should_propose(2)
+    c2.close_window(2)
     assert c2.final_rounding(2, 100, 100, W, W, 8).action == "skipped"  # widths already multiples

@@ -34,7 +34,8 @@ from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.data import FederatedData
 from tff_prune.federated import checkpoint, magnitude
 from tff_prune.federated.process import assign_model_weights
-from tff_prune.federated.runtime import Runtime, derive_seed, sample_clients
+from tff_prune.federated.runtime import Runtime
+from tff_prune.federated.sampling import derive_seed, sample_clients
 from tff_prune.federated.steps import RoundInfo, RunState, ServerStep, build_steps, no_prune_decision
 from tff_prune.federated.steps.base import architecture_builder, compile_for_eval
 from tff_prune.federated.variables import tff_variable_split

@@ -18,22 +18,7 @@ from tff_prune.config import ExperimentConfig
 from tff_prune.data import FederatedData
 from tff_prune.federated import distributed
 from tff_prune.federated.process import build_fed_avg, build_fed_eval, keras_to_model_weights
-
-
-def derive_seed(*parts: int) -> int:
-    """A 31-bit seed determined by ``parts`` (numpy SeedSequence)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2 ** 31 - 1))
-
-
-def sample_clients(client_ids: list[str], clients_per_round: int, seed: int, round_num: int) -> list[str]:
-    """Clients of round ``round_num``: uniform without replacement, seeded by ``(seed, round_num)``.
-
-    The same arguments always give the same clients, so a resumed run samples
-    exactly what an uninterrupted run would.
-    """
-    rng = np.random.default_rng([int(seed), int(round_num)])
-    idx = rng.choice(len(client_ids), size=clients_per_round, replace=False)
-    return [client_ids[i] for i in idx]
+from tff_prune.federated.sampling import derive_seed, sample_clients  # noqa: F401 (re-exported)
 
 
 class Runtime:

@@ -95,18 +95,23 @@ class PruningController:
         self.state = state or ControllerState()
 
     def should_propose(self, round_num: int) -> bool:
-        """True if a prune should be proposed at the start of round ``round_num``.
+        """True if a prune should be proposed at the start of round ``round_num`` (a query: no state changes).
 
-        Round 1 trains the initial model (there is no aggregate yet). Marks the
-        controller stopped (reason 'max_prune_round reached') once
-        ``round_num - 1`` exceeds ``max_prune_round``.
+        Round 1 trains the initial model (there is no aggregate yet); the aggregates of rounds
+        ``1..max_prune_round`` may be pruned, while pruning has not stopped.
         """
-        if self.state.stopped or round_num < 2:
+        return not self.state.stopped and 2 <= round_num and round_num - 1 <= self.max_prune_round
+
+    def close_window(self, round_num: int) -> bool:
+        """Stops pruning (reason 'max_prune_round reached') once ``round_num - 1`` exceeds ``max_prune_round``.
+
+        Returns:
+          True if this call stopped it.
+        """
+        if self.state.stopped or round_num - 1 <= self.max_prune_round:
             return False
-        if round_num - 1 > self.max_prune_round:
-            self.state.stopped = True
-            self.state.stop_reason = f"max_prune_round ({self.max_prune_round}) reached"
-            return False
+        self.state.stopped = True
+        self.state.stop_reason = f"max_prune_round ({self.max_prune_round}) reached"
         return True
 
     def decide(self, round_num: int, params_before: int, params_after: int,
@@ -130,10 +135,11 @@ class PruningController:
                 s.stopped = True
                 s.stop_reason = f"{self.patience} consecutive rounds without a parameter drop (round {round_num})"
                 reason += "; pruning stops"
-        return Decision(round_num, action, int(params_before),
-                        int(params_after) if action == "accepted" else int(params_before),
-                        dict(widths_before), dict(widths_after if action == "accepted" else widths_before),
-                        s.failures, s.stopped, reason)
+        return Decision(round=round_num, action=action, params_before=int(params_before),
+                        params_after=int(params_after) if action == "accepted" else int(params_before),
+                        widths_before=dict(widths_before),
+                        widths_after=dict(widths_after if action == "accepted" else widths_before),
+                        failures=s.failures, stopped=s.stopped, reason=reason)
 
     def final_rounding(self, round_num: int, params_before: int, params_after: int,
                        widths_before: Mapping[str, int], widths_after: Mapping[str, int],
@@ -153,13 +159,16 @@ class PruningController:
         s.accepted += int(accepted)
         reason = (f"final rounding to multiples of {round_to}: parameters {params_before} -> {params_after}"
                   if accepted else f"final rounding to multiples of {round_to}: widths already are")
-        return Decision(round_num, "accepted" if accepted else "skipped", int(params_before),
-                        int(params_after) if accepted else int(params_before), dict(widths_before),
-                        dict(widths_after if accepted else widths_before), s.failures, True, reason)
+        return Decision(round=round_num, action="accepted" if accepted else "skipped",
+                        params_before=int(params_before),
+                        params_after=int(params_after) if accepted else int(params_before),
+                        widths_before=dict(widths_before), widths_after=dict(widths_after if accepted else widths_before),
+                        failures=s.failures, stopped=True, reason=reason)
 
     def skipped(self, round_num: int, params: int, widths: Mapping[str, int],
                 reason: Optional[str] = None) -> Decision:
         """A 'skipped' decision for a round in which no prune is proposed (``reason`` overrides the text)."""
         reason = reason or self.state.stop_reason or "pruning inactive"
-        return Decision(round_num, "skipped", int(params), int(params), dict(widths), dict(widths),
-                        self.state.failures, self.state.stopped, reason)
+        return Decision(round=round_num, action="skipped", params_before=int(params), params_after=int(params),
+                        widths_before=dict(widths), widths_after=dict(widths), failures=self.state.failures,
+                        stopped=self.state.stopped, reason=reason)

@@ -10,17 +10,18 @@
 from __future__ import annotations
 
 from tff_prune.config import ExperimentConfig
-from tff_prune.federated.steps.auto import AutoPruning
 from tff_prune.federated.steps.base import RoundInfo, RunState, ServerStep
-from tff_prune.federated.steps.magnitude_masks import MagnitudeMasks
-from tff_prune.federated.steps.quantization import QuantizationAware
-from tff_prune.federated.steps.structured import PaperPruning, no_prune_decision
-
-PRUNING_STEPS = {"auto": AutoPruning, "paper": PaperPruning}
+from tff_prune.federated.steps.structured import no_prune_decision
 
 
 def build_steps(config: ExperimentConfig) -> list[ServerStep]:
-    """The steps of a run, in the order their hooks are called."""
+    """The steps of a run, in the order their hooks are called (imported here: tfmot only where used)."""
+    from tff_prune.federated.steps.auto import AutoPruning
+    from tff_prune.federated.steps.magnitude_masks import MagnitudeMasks
+    from tff_prune.federated.steps.quantization import QuantizationAware
+    from tff_prune.federated.steps.structured import PaperPruning
+
+    PRUNING_STEPS = {"auto": AutoPruning, "paper": PaperPruning}
     steps: list[ServerStep] = []
     if config.qat_rounds:
         steps.append(QuantizationAware(config))
@@ -29,5 +30,4 @@ def build_steps(config: ExperimentConfig) -> list[ServerStep]:
     return steps
 
 
-__all__ = ["AutoPruning", "MagnitudeMasks", "PaperPruning", "QuantizationAware", "RoundInfo", "RunState",
-           "ServerStep", "build_steps", "no_prune_decision"]
+__all__ = ["RoundInfo", "RunState", "ServerStep", "build_steps", "no_prune_decision"]

@@ -41,11 +41,9 @@ import tensorflow as tf
 
 from tff_prune import accounting, pruning
 from tff_prune.config import ExperimentConfig
-from tff_prune.federated.process import assign_model_weights
-from tff_prune.federated.runtime import derive_seed, sample_clients
+from tff_prune.federated.sampling import derive_seed, sample_clients
 from tff_prune.federated.steps.base import (RoundInfo, RunState, ServerStep, architecture_builder,
                                             compile_for_eval, skipped)
-from tff_prune.federated.variables import tff_variable_split
 from tff_prune.pruning import Decision, prune_model
 
 PLATEAU_RATIO = 0.1  # a window gaining < 10% of the total gain so far is a plateau
@@ -259,6 +257,9 @@ class AutoPruning(ServerStep):
             self.history.append(v["accuracy"])
             record["val_accuracy"] = v["accuracy"]
         elif self.phase == "trial":
+            from tff_prune.federated.process import assign_model_weights  # TFF: only where rounds run
+            from tff_prune.federated.variables import tff_variable_split
+
             result = rt.call(lambda: self._shadow_process.next(self._shadow_state, info.round_data),
                              f"round {r} (current architecture of the trial)")
             self._shadow_state = result.state

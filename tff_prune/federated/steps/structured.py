@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tff_prune import accounting, pruning
 from tff_prune.config import ExperimentConfig
-from tff_prune.federated.runtime import derive_seed
+from tff_prune.federated.sampling import derive_seed
 from tff_prune.federated.steps.base import RunState, ServerStep, skipped
 from tff_prune.pruning import ControllerState, Decision, PruningController, prune_model
 
@@ -75,6 +75,7 @@ class PaperPruning(ServerStep):
             if not ctl.state.stopped:
                 ctl.state.stopped, ctl.state.stop_reason = True, run.frozen
             return ctl.skipped(r, summary["params"], summary["widths"], run.frozen)
+        ctl.close_window(r)
         if ctl.should_propose(r):
             plan, decide = make_plan(run.model, c), ctl.decide
         elif c.round_mode == "final" and c.round_to > 1 and ctl.state.stopped and not ctl.state.rounded:
