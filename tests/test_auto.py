@@ -126,6 +126,13 @@ def test_pruning_stops_after_patience_rejections_and_at_the_trial_window(tmp_pat
     assert d.action == "skipped" and d.stopped and "no trial can start after round 60" in d.reason
 
 
+def test_trials_end_before_quantization_aware_training(tmp_path):
+    step, run = make_step(tmp_path, qat_rounds=45)  # R = 100, F = 5: QAT from round 56, last trial at 50
+    assert step.last_trial == 50
+    step.phase = "ready"
+    assert step.before_round(run, None, 51).stopped
+
+
 def test_a_step_that_removes_nothing_stops(tmp_path):
     step, run = make_step(tmp_path, step_fraction=0.01)  # floor(0.01 * 64) = 0 channels
     step.phase = "ready"

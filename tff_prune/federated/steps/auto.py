@@ -24,8 +24,8 @@ Central test data never enters a decision.
    budget ``--max-accuracy-loss`` (``eps``, an absolute accuracy, default 0.01): ``sum(max(d_i, 0)) <= eps``;
    then the next trial starts from it. Otherwise the current architecture, trained the same ``F`` rounds,
    continues (nothing is lost) and ``f`` halves. Pruning stops after ``--patience`` rejected candidates, when
-   a candidate would remove nothing, or when no trial can start before ``min(0.6 R, R - F)``. Then FedAvg
-   trains the final architecture to round ``R``.
+   a candidate would remove nothing, or when no trial can start before ``min(0.6 R, R - F)`` (and, with
+   ``--qat-rounds N``, end before round ``R - N + 1``). Then FedAvg trains the final architecture to round ``R``.
 
 Trial rounds train two models, so their client compute and bytes are counted twice (``bytes_*`` include it).
 ``W`` and ``F`` default to ``R // 20`` clamped to [3, 10] and [2, 10] (10 and 10 at the paper's 500 rounds).
@@ -107,6 +107,8 @@ class AutoPruning(ServerStep):
         self.min_warmup = max(2 * self.window, math.ceil(R / 10))
         self.max_warmup = max(self.min_warmup, int(WARMUP_MAX_FRACTION * R))
         self.last_trial = min(int(TRIAL_MAX_FRACTION * R), R - self.recovery)
+        if config.qat_rounds:  # every trial ends before quantization-aware training freezes the architecture
+            self.last_trial = min(self.last_trial, R - config.qat_rounds - self.recovery)
         self.phase = "warmup"
         self.history: list[float] = []
         self.fraction = config.step_fraction
