@@ -87,3 +87,33 @@ def publish(results: Sequence[Mapping], output_dir: str, name: str, title: str) 
     print(table(results))
     print("written: " + ", ".join(paths.values()))
     return paths
+
+
+def op_profile_chart(profile: Mapping, path: str, title: str, top: int = 15) -> str:
+    """Saves a PNG of an op profile (:func:`mobile.benchmark_model.parse_op_profile`): the ``top`` slowest
+    ops (ms per inference, by name) and the time per node type."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tff_prune.report import save_figure
+
+    ops = sorted(profile["ops"], key=lambda o: o.get("avg_ms", 0.0), reverse=True)[:top][::-1]
+    types = sorted(profile.get("by_type") or [], key=lambda t: t.get("avg_ms", 0.0))
+    fig, axes = plt.subplots(1, 2 if types else 1, figsize=(12 if types else 7, max(3, 0.35 * len(ops) + 1)),
+                             squeeze=False)
+    ax = axes[0][0]
+    ax.barh(range(len(ops)), [o.get("avg_ms", 0.0) for o in ops], color="tab:blue")
+    ax.set_yticks(range(len(ops)), [f"{o.get('node_type', '?')} {o.get('name', '')}"[:48] for o in ops], fontsize=7)
+    ax.set(xlabel="ms per inference (avg)", title=f"slowest {len(ops)} ops")
+    if types:
+        ax = axes[0][1]
+        ax.barh(range(len(types)), [t.get("avg_ms", 0.0) for t in types], color="tab:orange")
+        ax.set_yticks(range(len(types)), [t.get("node_type", "?") for t in types], fontsize=8)
+        ax.set(xlabel="ms per inference (avg)", title="by node type")
+    for row in axes:
+        for a in row:
+            a.grid(axis="x", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
