@@ -150,7 +150,12 @@ def convert(keras_model: tf.keras.Model, variant: str = "float32",
             n = 0 if representative_data is None else len(representative_data)
             raise ConversionError(f"int8 conversion needs >= {MIN_REPRESENTATIVE} representative examples of real "
                                   f"client data to calibrate activations; got {n}")
-        rep = np.asarray(representative_data, np.float32)
+        rep = np.array(representative_data, np.float32)
+        if io != "float32" and rep.min() >= 0.0 and rep.max() <= 1.0:
+            # Pin the input's calibrated range to the image domain [0, 1] (one pixel of one real image set
+            # to 0 and one to 1), so an integer input reads pixel bytes exactly (scale 1/255) even when
+            # the sampled images happen to miss pure black or white; inner activations are unaffected.
+            rep[0].flat[0], rep[0].flat[-1] = 0.0, 1.0
 
         def representative_dataset():
             for x in rep:

@@ -1,7 +1,7 @@
 """A real app client in its own process: MediaPipe Tasks' ImageClassifier (the C++ core of the Android
 library) loads each .tflite from its TFLite Metadata alone and classifies real photos.
 
-Usage: python tests/mediapipe_client.py IMAGES.npy OUT.json MODEL.tflite [MODEL.tflite ...]
+Usage: python tests/mediapipe_client.py OUT.json MODEL.tflite=IMAGES.npy [MODEL.tflite=IMAGES.npy ...]
 IMAGES.npy: uint8 (N, H, W, C) pixels as an app gets them from a camera or a file.
 OUT.json: {model path: {"index": [...], "label": [...], "score": [...]} or {"error": "..."}}.
 Imports no project code: the model file must carry everything the client needs.
@@ -18,9 +18,10 @@ def main(argv):
     from mediapipe.tasks import python as tasks
     from mediapipe.tasks.python import vision
 
-    images = np.load(argv[0])
     out = {}
-    for path in argv[2:]:
+    for pair in argv[1:]:
+        path, images_path = pair.rsplit("=", 1)
+        images = np.load(images_path)
         try:
             options = vision.ImageClassifierOptions(base_options=tasks.BaseOptions(model_asset_path=path),
                                                     max_results=1)
@@ -38,7 +39,7 @@ def main(argv):
                 got["label"].append(best.category_name)
                 got["score"].append(float(best.score))
         out[path] = got
-    with open(argv[1], "w") as f:
+    with open(argv[0], "w") as f:
         json.dump(out, f)
     return 0
 

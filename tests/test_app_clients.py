@@ -22,12 +22,16 @@ CLIENT = os.path.join(HERE, "mediapipe_client.py")
 VARIANTS = ["float32", "float16", "dynamic", "int8"]
 
 
-def run_client(tmp_path, images_u8, paths):
-    """Runs tests/mediapipe_client.py (output in files, never a pipe); returns its JSON."""
-    np.save(tmp_path / "images.npy", images_u8)
+def run_client(tmp_path, jobs):
+    """Runs tests/mediapipe_client.py once for ``jobs`` [(model path, uint8 images)] (output in files, never a
+    pipe); returns its JSON keyed by model path."""
+    args = []
+    for i, (path, images) in enumerate(jobs):
+        np.save(tmp_path / f"images_{i}.npy", images)
+        args.append(f"{path}={tmp_path / f'images_{i}.npy'}")
     out, log = tmp_path / "client.json", tmp_path / "client.log"
     with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, CLIENT, str(tmp_path / "images.npy"), str(out)] + [str(p) for p in paths],
+        proc = subprocess.run([sys.executable, CLIENT, str(out)] + args,
                               stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=300,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"})
     assert proc.returncode == 0, log.read_text()[-3000:]
@@ -68,6 +72,37 @@ def photos(data_dir):
     return np.round(x * 255).astype(np.uint8), x
 
 
+@pytest.fixture(scope="module")
+def femnist_export(data_dir, tmp_path_factory):
+    """An (untrained) FEMNIST CNN exported as float32: 1-channel input, GRAYSCALE metadata."""
+    from mobile.export import export_variants
+
+    model = get_model("cnn", "femnist", seed=1)
+    rows = export_variants(model, ["float32"], "femnist", data_dir, str(tmp_path_factory.mktemp("femnist")),
+                           lambda v: f"f_{v}.tflite", parity_samples=50)
+    return model, rows[0]["path"]
+
+
+@pytest.fixture(scope="module")
+def int8_io_export(celeba_model, data_dir, tmp_path_factory):
+    """The CelebA model's int8 variant with --io int8 (int8 input/output tensors)."""
+    from mobile.export import export_variants
+
+    out = tmp_path_factory.mktemp("int8io")
+    export_variants(celeba_model, ["int8"], "celeba", data_dir, str(out), lambda v: f"m_{v}.tflite",
+                    representative_samples=100, parity_samples=20, io_dtype="int8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(exported, photos, femnist_export, int8_io_export, real_images, tmp_path_factory):
+    """MediaPipe's ImageClassifier, one process, on every model of this module."""
+    jobs = [(exported / f"celeba_{v}.tflite", photos[0]) for v in VARIANTS]
+    jobs.append((int8_io_export / "m_int8.tflite", photos[0][:2]))
+    jobs.append((femnist_export[1], np.round(real_images[:2] * 255).astype(np.uint8)))
+    return run_client(tmp_path_factory.mktemp("client"), jobs)
+
+
 def test_every_variant_carries_metadata(exported):
     for variant in VARIANTS:
         data = (exported / f"celeba_{variant}.tflite").read_bytes()
@@ -100,10 +135,10 @@ def test_every_variant_carries_metadata(exported):
             assert side["inputs"][0]["dtype"] == "float32"
 
 
-def test_mediapipe_classifies_real_photos_like_keras(exported, celeba_model, photos, tmp_path):
+def test_mediapipe_classifies_real_photos_like_keras(exported, celeba_model, photos, client):
     u8, x = photos
     paths = {v: exported / f"celeba_{v}.tflite" for v in VARIANTS}
-    got = run_client(tmp_path, u8, paths.values())
+    got = client
     probs = celeba_model(x, training=False).numpy()
     want = probs.argmax(1)
     assert 0 < want.sum() < len(want)  # the trained model says both classes on these photos
@@ -120,38 +155,59 @@ def test_mediapipe_classifies_real_photos_like_keras(exported, celeba_model, pho
     assert np.abs(float_scores - probs.max(1)).max() < 1e-4  # the client normalized as the metadata says
 
 
-def test_int8_io_option_is_refused_by_the_image_client(celeba_model, data_dir, tmp_path, photos):
-    """--io int8 stays available (e.g. for the plain interpreter), but image clients refuse INT8 input."""
-    from mobile.export import export_variants
+def test_litert_loads_every_variant_and_agrees_with_tflite_runtime(exported, photos):
+    """LiteRT (ai-edge-litert 2.3.0, tflite-runtime's successor) runs the TF 2.14 exports, metadata and all."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+    from tflite_runtime.interpreter import Interpreter as Runtime
 
-    out = tmp_path / "a"
-    export_variants(celeba_model, ["int8"], "celeba", data_dir, str(out), lambda v: f"m_{v}.tflite",
-                    representative_samples=100, parity_samples=20, io_dtype="int8")
+    u8, x = photos
+    for variant in VARIANTS:
+        path = str(exported / f"celeba_{variant}.tflite")
+        outs = []
+        for cls in (LiteRT, Runtime):
+            interp = cls(model_path=path, num_threads=1)
+            interp.allocate_tensors()
+            inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+            got = []
+            for i in range(len(x)):
+                interp.set_tensor(inp["index"], u8[i:i + 1] if inp["dtype"] == np.uint8 else x[i:i + 1])
+                interp.invoke()
+                got.append(interp.get_tensor(out["index"]).astype(np.float64))
+            outs.append(np.concatenate(got))
+        diff = np.abs(outs[0] - outs[1]).max()
+        if variant == "int8":
+            # the two runtimes' int8 kernels round differently: a few quantization steps (1/256) apart (seen: 2)
+            assert diff <= 4.0, diff
+            assert np.mean(outs[0].argmax(1) == outs[1].argmax(1)) >= 0.95
+        elif variant == "dynamic":
+            assert diff <= 1e-2, diff  # hybrid kernels quantize activations on the fly (seen: 5.2e-4)
+        else:
+            assert diff <= 1e-6, (variant, diff)
+            assert (outs[0].argmax(1) == outs[1].argmax(1)).all()
+
+
+def test_int8_io_option_is_refused_by_the_image_client(int8_io_export, client):
+    """--io int8 stays available (e.g. for the plain interpreter), but image clients refuse INT8 input."""
+    out = int8_io_export
     side = json.loads((out / "m_int8.json").read_text())
     assert side["inputs"][0]["dtype"] == "int8" and side["inputs"][0]["quantization"]["zero_point"] == -128
     md = metadata.read_metadata((out / "m_int8.tflite").read_bytes())
     assert md["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]["stats"] == \
         {"max": [127.0], "min": [-128.0]}
-    res = run_client(tmp_path, photos[0][:2], [out / "m_int8.tflite"])
-    assert "error" in res[str(out / "m_int8.tflite")]
+    assert "error" in client[str(out / "m_int8.tflite")], client[str(out / "m_int8.tflite")]
 
 
-def test_femnist_grayscale_metadata_and_what_accepts_it(data_dir, real_images, tmp_path):
+def test_femnist_grayscale_metadata_and_what_accepts_it(femnist_export, real_images, client):
     """1-channel models: MediaPipe's ImageClassifier refuses them; the plain interpreter + packed labels work."""
     from tflite_runtime.interpreter import Interpreter
 
-    from mobile.export import export_variants
-
-    model = get_model("cnn", "femnist", seed=1)
-    rows = export_variants(model, ["float32"], "femnist", data_dir, str(tmp_path), lambda v: f"f_{v}.tflite",
-                           parity_samples=50)
-    data = open(rows[0]["path"], "rb").read()
+    model, path = femnist_export
+    data = open(path, "rb").read()
     md = metadata.read_metadata(data)
     image = md["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]
     assert image["content"]["content_properties"]["color_space"] == "GRAYSCALE"
     assert len(md["labels"]) == 62 and md["labels"][10] == "A"
-    res = run_client(tmp_path, np.round(real_images[:2] * 255).astype(np.uint8), [rows[0]["path"]])
-    assert "Only RGB color space is supported" in res[rows[0]["path"]]["error"]
+    assert "Only RGB color space is supported" in client[path]["error"]
     interp = Interpreter(model_content=data)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
