@@ -272,7 +272,8 @@ def comparison_markdown(baseline: Mapping, pruned: Mapping, differences: Sequenc
         lat = ("\n## Latency, measured side by side\n\nBoth runs' models timed in one process on this host "
                f"(tflite-runtime, {any_m['num_threads']} thread(s), XNNPACK {'on' if any_m['use_xnnpack'] else 'off'}),"
                f" interleaved: {any_m['repetitions']} repetitions of {any_m['runs_per_repetition']} invokes each, "
-               "in alternating order (A B, B A, ...); a repetition's ratio divides the two block medians.\n\n"
+               "in alternating order (A B, B A, ...); a repetition's ratio divides the two block medians "
+               "(< 1: the pruned model is faster).\n\n"
                + side_by_side_table(measured) + (f"\n{latency_note}\n" if latency_note else ""))
     else:
         lat = f"\nLatency side by side: not measured{': ' + latency_note if latency_note else ''}.\n"
