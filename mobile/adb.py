@@ -11,6 +11,7 @@ Every call has a timeout.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import shutil
 import subprocess
@@ -43,19 +44,23 @@ class Adb:
     Args:
       serial: device serial (``adb -s``); None picks the only attached device.
       adb_path: the adb executable; default: ``adb`` on ``PATH``.
-      timeout_s: default per-command timeout in seconds.
+      timeout_s: default per-command timeout in seconds (> 0).
+      select: pick (and check) a device now; False only lists devices (``devices()``).
 
     Raises:
       AdbError: adb not installed; no device; several devices and no serial; the
         chosen device unauthorized, offline or absent.
     """
 
-    def __init__(self, serial: Optional[str] = None, adb_path: Optional[str] = None, timeout_s: float = 60):
+    def __init__(self, serial: Optional[str] = None, adb_path: Optional[str] = None, timeout_s: float = 60,
+                 select: bool = True):
         self.adb = adb_path or shutil.which("adb")
         if not self.adb or not shutil.which(self.adb):
             raise AdbError(f"adb not found ({adb_path or 'not on PATH'}); {INSTALL_HINT}")
+        if not timeout_s > 0:
+            raise AdbError(f"the adb timeout must be > 0 seconds, got {timeout_s}")
         self.timeout_s = timeout_s
-        self.serial = self._select(serial)
+        self.serial = self._select(serial) if select else serial
 
     def _run(self, args: Sequence[str], timeout_s: Optional[float] = None, check: bool = True,
              device: bool = True) -> subprocess.CompletedProcess:
@@ -80,9 +85,18 @@ class Adb:
             line = line.strip()
             if not line or line.startswith("List of devices") or line.startswith("*"):
                 continue
-            parts = line.split(None, 2)
-            if len(parts) >= 2:
-                out.append(Device(parts[0], parts[1], parts[2] if len(parts) > 2 else ""))
+            parts = line.split(None, 1)
+            if len(parts) < 2:
+                continue
+            serial, rest = parts
+            # adb prints "no permissions (<why>); see [<url>]" as the state of a device it may not open.
+            m = re.match(r"(no permissions(?: \([^)]*\))?(?:; see \[[^\]]*\])?)\s*(.*)$", rest)
+            if m:
+                out.append(Device(serial, "no permissions", (m.group(1)[len("no permissions"):].strip() + " "
+                                                              + m.group(2)).strip()))
+                continue
+            state, _, desc = rest.partition(" ")
+            out.append(Device(serial, state, desc.strip()))
         return out
 
     def _select(self, serial: Optional[str]) -> str:
@@ -104,6 +118,11 @@ class Adb:
         if dev.state == "unauthorized":
             raise AdbError(f"device {dev.serial} is unauthorized: unlock it and accept the 'Allow USB debugging' "
                            f"prompt, then run again")
+        if dev.state == "no permissions":
+            raise AdbError(f"device {dev.serial}: adb has no permission to open it ({dev.description or 'USB'}); "
+                           f"add a udev rule for the phone and your user to the plugdev group "
+                           f"(Debian: apt-get install android-sdk-platform-tools-common), replug it and run "
+                           f"`adb kill-server`, or run adb as root")
         if dev.state == "offline":
             raise AdbError(f"device {dev.serial} is offline: reconnect the cable or run `adb reconnect`")
         if dev.state != "device":

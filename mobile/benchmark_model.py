@@ -8,7 +8,11 @@ tool's output into the same schema as :func:`mobile.host_benchmark.benchmark`.
 Flags are those of ``tensorflow/lite/tools/benchmark`` (README of the tool):
 ``--graph``, ``--num_threads``, ``--num_runs``, ``--warmup_runs``, ``--use_xnnpack``,
 ``--use_gpu``, ``--use_nnapi``, ``--enable_op_profiling``,
-``--profiling_output_csv_file``.
+``--profiling_output_csv_file``, ``--report_peak_memory_footprint``.
+
+The op-profiling CSV (TFLite's ``ProfileSummaryCSVFormatter``: ``=== Run Order ===`` and
+``=== Summary by node type ===`` tables with ``node type, [start,] first, avg_ms, %, cdf%, mem KB,
+times called, name`` columns) is parsed by :func:`parse_op_profile` into per-op JSON.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class Options:
     use_nnapi: bool = False
     enable_op_profiling: bool = False
     taskset: Optional[str] = None
+    report_peak_memory_footprint: bool = False
 
     def __post_init__(self):
         for name in ("num_threads", "num_runs"):
@@ -102,6 +107,8 @@ def build_command(binary: str, graph: str, options: Options, profile_csv: Option
              f"--num_runs={options.num_runs}", f"--warmup_runs={options.warmup_runs}",
              f"--use_xnnpack={str(options.use_xnnpack).lower()}", f"--use_gpu={str(options.use_gpu).lower()}",
              f"--use_nnapi={str(options.use_nnapi).lower()}"]
+    if options.report_peak_memory_footprint:
+        argv.append("--report_peak_memory_footprint=true")
     if options.enable_op_profiling:
         argv.append("--enable_op_profiling=true")
         if profile_csv:
@@ -176,29 +183,116 @@ def parse_output(text: str) -> dict:
     if out.get("inference_avg_us") is None:
         tail = "\n".join(text.strip().splitlines()[-8:]) or "(no output)"
         raise BenchmarkModelError(f"benchmark_model printed no inference timings; its last lines:\n{tail}")
+    negative = {k: v for k, v in out.items() if v is not None and v < 0}
+    if negative:
+        raise BenchmarkModelError(f"benchmark_model output has negative timings or memory {negative}: not "
+                                  f"output of a real run (a time or a footprint is >= 0); check the tool's output")
     return {k: v for k, v in out.items() if v is not None}
 
 
+_PROFILE_COLUMNS = {"node type": "node_type", "start": "start_ms", "first": "first_ms", "avg_ms": "avg_ms",
+                    "%": "percent", "cdf%": "cdf_percent", "mem KB": "mem_kb", "times called": "times_called",
+                    "name": "name", "count": "count", "avg %": "percent", "cdf %": "cdf_percent"}
+
+
+def parse_op_profile(text: str) -> dict:
+    """Parses the ``--profiling_output_csv_file`` of ``benchmark_model``.
+
+    Reads the tables after "Operator-wise Profiling Info for Regular Benchmark Runs" (the whole
+    file if that line is absent): "Run Order" (one row per op) and "Summary by node type".
+
+    Returns:
+      dict: ``ops`` (list, run order; each ``node_type``, ``name``, ``first_ms``, ``avg_ms`` (ms per
+      inference), ``percent``, ``cdf_percent``, ``mem_kb``, ``times_called`` and ``start_ms`` where
+      the tool prints it) and ``by_type`` (list: ``node_type``, ``count``, ``avg_ms``, ``percent``,
+      ``cdf_percent``, ``mem_kb``, ``times_called``), ``total_avg_ms`` (sum of the ops' ``avg_ms``).
+
+    Raises:
+      BenchmarkModelError: no Run Order table (quotes the first lines).
+    """
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if "Regular Benchmark Runs" in line), 0)
+    tables: dict[str, list[dict]] = {}
+    title, cols = None, None
+    for line in lines[start:]:
+        stripped = line.strip()
+        if stripped.startswith("====") and stripped.endswith("===="):
+            title, cols = stripped.strip("= ").strip(), None
+            continue
+        if not stripped:
+            cols = None
+            continue
+        if stripped.lower().startswith("node type"):
+            cols = [c.strip() for c in stripped.split(",")]
+            continue
+        if cols and title:
+            cells = [c.strip() for c in stripped.split(",", len(cols) - 1)]
+            if len(cells) != len(cols):
+                continue
+            row = {}
+            for c, v in zip(cols, cells):
+                key = _PROFILE_COLUMNS.get(c, c.replace(" ", "_"))
+                if key in ("node_type", "name"):
+                    row[key] = v
+                else:
+                    try:
+                        row[key] = float(v.rstrip("%"))
+                    except ValueError:
+                        row[key] = v
+            if "times_called" in row and isinstance(row["times_called"], float):
+                row["times_called"] = int(row["times_called"])
+            if "count" in row and isinstance(row["count"], float):
+                row["count"] = int(row["count"])
+            tables.setdefault(title, []).append(row)
+    ops = tables.get("Run Order")
+    if not ops:
+        head = "\n".join(lines[:6]) or "(empty file)"
+        raise BenchmarkModelError(f"the op-profiling CSV has no 'Run Order' table; its first lines:\n{head}")
+    return {"ops": ops, "by_type": tables.get("Summary by node type", []),
+            "total_avg_ms": float(sum(o.get("avg_ms", 0.0) for o in ops))}
+
+
+def _file_stem(label: str) -> str:
+    stem = label[:-len(".tflite")] if label.endswith(".tflite") else label
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_") or "model"
+
+
 def run_on_device(adb: Adb, binary: str, models: Sequence[str], options: Options,
-                  profile_dir: Optional[str] = None, timeout_s: float = 600) -> list[dict]:
+                  profile_dir: Optional[str] = None, timeout_s: float = 600,
+                  labels: Optional[Sequence[str]] = None) -> list[dict]:
     """Benchmarks each model on the device with ``benchmark_model``.
 
     Checks the device ABI against the binary, pushes binary and models into a fresh
     ``/data/local/tmp/tff_prune_<id>/`` folder, ``chmod +x``, runs each model, pulls the
-    op-profiling CSV into ``profile_dir`` when profiling is on, and removes the folder
-    afterwards (also after a failure).
+    op-profiling CSV into ``profile_dir`` when profiling is on (named by the model's label, so two
+    files both named model.tflite get two profiles), parses it into ``<label>_ops.json`` with a
+    chart ``<label>_ops.png``, and removes the folder afterwards (also after a failure).
+
+    Args:
+      labels: one distinct name per model (default: :func:`mobile.host_benchmark.unique_labels`).
+      timeout_s: seconds one benchmark run may take (> 0).
 
     Returns:
-      one dict per model: :func:`parse_output` keys plus ``model``, ``model_bytes``,
-      ``device_serial``, ``abi``, ``num_threads``, ``num_runs`` and ``profile_csv``.
+      one dict per model: :func:`parse_output` keys (with ``peak_memory_mb`` when
+      ``report_peak_memory_footprint``) plus ``model``, ``label``, ``model_bytes``,
+      ``device_serial``, ``abi``, ``num_threads``, ``num_runs``, ``delegates`` and ``profile_csv``,
+      ``profile_json``, ``profile_png``, ``op_profile`` (:func:`parse_op_profile`) when profiling.
 
     Raises:
       AdbError: device or transfer problems. BenchmarkModelError: wrong ABI, a failing
-      run (with the tool's own error text), output without timings.
+      run (with the tool's own error text), output without timings, duplicate labels, bad timeout.
     """
+    from mobile.host_benchmark import unique_labels
+
+    if not timeout_s > 0:
+        raise BenchmarkModelError(f"timeout must be > 0 seconds, got {timeout_s}")
     for m in models:
         if not os.path.isfile(m):
             raise BenchmarkModelError(f"model file not found: {m}")
+    labels = list(labels) if labels is not None else unique_labels(models)
+    stems = [_file_stem(x) for x in labels]
+    if len(labels) != len(models) or len(set(stems)) != len(stems):
+        raise BenchmarkModelError(f"need one distinct label per model, got {labels} for {len(models)} models")
     abi = adb.getprop("ro.product.cpu.abi")
     check_abi(binary, abi)
     remote_dir = posixpath.join(REMOTE_ROOT, f"tff_prune_{uuid.uuid4().hex[:12]}")
@@ -222,11 +316,24 @@ def run_on_device(adb: Adb, binary: str, models: Sequence[str], options: Options
             result = parse_output(text)
             local_csv = None
             if remote_csv and profile_dir:
+                from mobile.report import op_profile_chart
+                from tff_prune.report import write_json
+
                 os.makedirs(profile_dir, exist_ok=True)
-                local_csv = os.path.join(profile_dir, os.path.splitext(os.path.basename(model))[0] + "_ops.csv")
+                local_csv = os.path.join(profile_dir, stems[i] + "_ops.csv")
                 adb.pull(remote_csv, local_csv)
-            result.update(model=model, model_bytes=os.path.getsize(model), device_serial=adb.serial, abi=abi,
-                          num_threads=options.num_threads, num_runs=options.num_runs, profile_csv=local_csv)
+                with open(local_csv) as f:
+                    profile = parse_op_profile(f.read())
+                result.update(op_profile=profile,
+                              profile_json=write_json(os.path.join(profile_dir, stems[i] + "_ops.json"),
+                                                      {"label": labels[i], "model": model, **profile}),
+                              profile_png=op_profile_chart(profile, os.path.join(profile_dir, stems[i] + "_ops.png"),
+                                                           f"{labels[i]}: per-op time (benchmark_model)"))
+            delegates = [d for d, on in (("xnnpack", options.use_xnnpack), ("gpu", options.use_gpu),
+                                         ("nnapi", options.use_nnapi)) if on]
+            result.update(model=model, label=labels[i], model_bytes=os.path.getsize(model), device_serial=adb.serial,
+                          abi=abi, num_threads=options.num_threads, num_runs=options.num_runs, delegates=delegates,
+                          profile_csv=local_csv)
             results.append(result)
     finally:
         try:

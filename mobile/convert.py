@@ -7,8 +7,12 @@ https://www.tensorflow.org/lite/performance/post_training_quantization):
 - ``float16``: weights stored as float16 (``Optimize.DEFAULT`` + ``supported_types=[tf.float16]``).
 - ``dynamic``: dynamic-range quantization, int8 weights, float activations (``Optimize.DEFAULT``).
 - ``int8``: full-integer quantization; activations calibrated on a representative
-  dataset (>= 100 real examples), ``TFLITE_BUILTINS_INT8`` ops only, int8 or float32
-  input/output as chosen.
+  dataset (>= 100 real examples), ``TFLITE_BUILTINS_INT8`` ops only. Input/output tensors
+  (:data:`IO_DTYPES`): ``uint8`` by default, the image clients' convention (MediaPipe Tasks and the
+  TFLite Task Library take UINT8 or FLOAT32 image models, not INT8): the input's quantization is
+  then ``scale = 1/255, zero_point = 0``, so an app feeds the raw 0-255 pixel bytes; ``int8``
+  (``scale = 1/255, zero_point = -128``) or ``float32`` (quantize/dequantize inside the model)
+  as options.
 - ``sparse``: float32 with ``Optimize.EXPERIMENTAL_SPARSITY``: weight tensors that are sparse
   enough are stored in TFLite's sparse format (TFLite model optimization guide, "Pruning"; XNNPACK
   can run some sparse float kernels). For unstructured-pruned models; dense models convert as float32.
@@ -28,6 +32,7 @@ import tensorflow as tf
 from tff_prune.report import atomic_write_bytes
 
 VARIANTS = ("float32", "float16", "dynamic", "int8", "sparse")
+IO_DTYPES = ("uint8", "int8", "float32")
 MIN_REPRESENTATIVE = 100
 # Per variant: (max |Δ probability| allowed, min top-1 agreement with Keras). Chosen from the
 # precision of each format: float32 is exact up to kernel rounding; float16 weights keep ~3
@@ -49,24 +54,90 @@ def parse_variants(text: str) -> list[str]:
     return names
 
 
+def resolve_io_dtype(int8_io: bool = True, io_dtype: Optional[str] = None) -> str:
+    """The integer variants' I/O dtype: ``io_dtype`` if given, else ``uint8`` (``int8_io``) or ``float32``.
+
+    Raises:
+      ConversionError: ``io_dtype`` not in :data:`IO_DTYPES`.
+    """
+    if io_dtype is None:
+        return "uint8" if int8_io else "float32"
+    if io_dtype not in IO_DTYPES:
+        raise ConversionError(f"unknown integer I/O dtype {io_dtype!r}; choose one of {', '.join(IO_DTYPES)}")
+    return io_dtype
+
+
+def check_static_input(keras_model: tf.keras.Model) -> tuple[int, ...]:
+    """The model's one input shape without the batch axis, e.g. ``(84, 84, 3)``.
+
+    Raises:
+      ConversionError: several inputs, or a dynamic (None) height, width or channel axis: a
+        ``.tflite`` for an app, its metadata and its sidecar need one fixed image size.
+    """
+    shapes = keras_model.input_shape
+    if isinstance(shapes, list):
+        raise ConversionError(f"the model has {len(shapes)} inputs {shapes}; the TFLite export takes one image input")
+    if len(shapes) < 2 or any(d is None for d in shapes[1:]):
+        raise ConversionError(
+            f"the model's input shape {tuple(shapes)} is dynamic (None besides the batch axis); an app's .tflite "
+            f"needs a fixed (height, width, channels): rebuild it on tf.keras.Input(shape=(H, W, C)), e.g. with "
+            f"tff_prune.models.get_model, and copy the weights in (model.set_weights)")
+    return tuple(int(d) for d in shapes[1:])
+
+
+def _set_integer_io(converter, io: str) -> None:
+    if io != "float32":
+        dtype = {"uint8": tf.uint8, "int8": tf.int8}[io]
+        converter.inference_input_type = dtype
+        converter.inference_output_type = dtype
+
+
+def check_pixel_quantization(model: bytes) -> None:
+    """An integer image input must map the pixel byte ``p`` to ``p / 255`` exactly (uint8: scale 1/255, zero 0).
+
+    Raises:
+      ConversionError: the calibrated input range was not [0, 1] (the calibration images do not
+        reach both black and white), so raw pixels would be misread.
+    """
+    from tflite_runtime.interpreter import Interpreter
+
+    inp = Interpreter(model_content=model).get_input_details()[0]
+    dtype = np.dtype(inp["dtype"])
+    if dtype == np.float32:
+        return
+    scale, zero = inp["quantization"]
+    want_zero = 0 if dtype == np.uint8 else -128
+    if abs(scale - 1 / 255) > 1e-7 or zero != want_zero:
+        raise ConversionError(
+            f"the {dtype.name} input got scale {scale:.8g}, zero point {zero} from calibration; an image client "
+            f"feeds pixel bytes and needs scale 1/255 = {1 / 255:.8g}, zero point {want_zero}: calibrate on real "
+            f"images whose pixels span 0..255 (more --representative-samples), or use --io float32")
+
+
 def convert(keras_model: tf.keras.Model, variant: str = "float32",
-            representative_data: Optional[np.ndarray] = None, int8_io: bool = True) -> bytes:
+            representative_data: Optional[np.ndarray] = None, int8_io: bool = True,
+            io_dtype: Optional[str] = None) -> bytes:
     """Converts ``keras_model`` to a TFLite flatbuffer.
 
     Args:
-      keras_model: a built Keras model.
+      keras_model: a built Keras model with a static input shape.
       variant: one of :data:`VARIANTS`.
-      representative_data: for ``int8``: real inputs, float32 ``(N, *input_shape)``, N >= 100.
-      int8_io: for ``int8``: int8 input and output tensors (True) or float32 ones (False).
+      representative_data: for ``int8``: real inputs, float32 ``(N, *input_shape)`` in [0, 1], N >= 100.
+      int8_io: for ``int8``: integer input and output tensors (True, uint8 unless ``io_dtype``) or
+        float32 ones (False).
+      io_dtype: for ``int8``: ``uint8`` (default), ``int8`` or ``float32`` I/O; overrides ``int8_io``.
 
     Returns:
       the ``.tflite`` model as bytes.
 
     Raises:
-      ConversionError: unknown variant; ``int8`` without >= 100 representative examples.
+      ConversionError: unknown variant or I/O dtype; dynamic input shape; ``int8`` without >= 100
+        representative examples, or whose calibrated integer input does not read pixels exactly.
     """
     if variant not in VARIANTS:
         raise ConversionError(f"unknown TFLite variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    io = resolve_io_dtype(int8_io, io_dtype)
+    check_static_input(keras_model)
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     if variant in ("float16", "dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -79,7 +150,12 @@ def convert(keras_model: tf.keras.Model, variant: str = "float32",
             n = 0 if representative_data is None else len(representative_data)
             raise ConversionError(f"int8 conversion needs >= {MIN_REPRESENTATIVE} representative examples of real "
                                   f"client data to calibrate activations; got {n}")
-        rep = np.asarray(representative_data, np.float32)
+        rep = np.array(representative_data, np.float32)
+        if io != "float32" and rep.min() >= 0.0 and rep.max() <= 1.0:
+            # Pin the input's calibrated range to the image domain [0, 1] (one pixel of one real image set
+            # to 0 and one to 1), so an integer input reads pixel bytes exactly (scale 1/255) even when
+            # the sampled images happen to miss pure black or white; inner activations are unaffected.
+            rep[0].flat[0], rep[0].flat[-1] = 0.0, 1.0
 
         def representative_dataset():
             for x in rep:
@@ -87,31 +163,38 @@ def convert(keras_model: tf.keras.Model, variant: str = "float32",
 
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-    return converter.convert()
+        _set_integer_io(converter, io)
+    data = converter.convert()
+    if variant == "int8":
+        check_pixel_quantization(data)
+    return data
 
 
-def convert_qat(qat_model: tf.keras.Model, int8_io: bool = True) -> bytes:
+def convert_qat(qat_model: tf.keras.Model, int8_io: bool = True, io_dtype: Optional[str] = None) -> bytes:
     """Converts a tfmot quantization-aware model to a full-integer int8 TFLite model (variant ``qat_int8``).
 
     The activation and weight ranges come from the QAT model's fake-quant variables, so no
     representative dataset is used (TFLite QAT guide:
     https://www.tensorflow.org/model_optimization/guide/quantization/training_example).
+    I/O dtype as in :func:`convert` (``uint8`` by default; the input's range is then whatever
+    the QAT model learned, recorded in the sidecar and metadata, not forced to 1/255).
+
+    Raises:
+      ConversionError: unknown ``io_dtype``; dynamic input shape.
     """
+    io = resolve_io_dtype(int8_io, io_dtype)
+    check_static_input(qat_model)
     converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if int8_io:
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+    _set_integer_io(converter, io)
     return converter.convert()
 
 
 def convert_to_file(keras_model: tf.keras.Model, path: str, variant: str = "float32",
-                    representative_data: Optional[np.ndarray] = None, int8_io: bool = True) -> int:
+                    representative_data: Optional[np.ndarray] = None, int8_io: bool = True,
+                    io_dtype: Optional[str] = None) -> int:
     """Converts and writes the flatbuffer atomically to ``path``; returns its size in bytes."""
-    data = convert(keras_model, variant, representative_data, int8_io)
+    data = convert(keras_model, variant, representative_data, int8_io, io_dtype)
     atomic_write_bytes(path, data)
     return len(data)
 
@@ -160,9 +243,9 @@ def parity(keras_model: tf.keras.Model, model: bytes, x: np.ndarray, variant: st
 
     Returns:
       dict with ``examples``, ``top1_agreement`` (fraction, 0-1), ``max_abs_diff``
-      (max |Δ output| over all examples and classes), the variant's tolerances
-      ``tolerance_max_abs_diff`` / ``tolerance_top1_agreement`` and ``flagged`` (True if
-      either tolerance is broken).
+      (max |Δ output| over all examples and classes; NaN if an output is NaN), the variant's
+      tolerances ``tolerance_max_abs_diff`` / ``tolerance_top1_agreement`` and ``flagged`` (True if
+      either tolerance is broken or an output is not finite).
     """
     want = keras_model(np.asarray(x, np.float32), training=False).numpy()
     got = run_tflite(model, x)
@@ -171,4 +254,4 @@ def parity(keras_model: tf.keras.Model, model: bytes, x: np.ndarray, variant: st
     diff = float(np.abs(got - want).max())
     return {"examples": int(len(x)), "top1_agreement": agreement, "max_abs_diff": diff,
             "tolerance_max_abs_diff": max_diff, "tolerance_top1_agreement": min_agree,
-            "flagged": bool(diff > max_diff or agreement < min_agree)}
+            "flagged": bool(not diff <= max_diff or agreement < min_agree)}  # NaN outputs are flagged

@@ -5,8 +5,12 @@ Example:
   python scripts/benchmark_host.py --num-threads 1 --num-runs 500 runs/demo/fedavg/model.tflite \
       runs/demo/pruned/model.tflite
 
-Inputs are real FEMNIST test images (--data-dir, else zeros with --no-data). Prints a table with
-speed-ups against the first model and writes host_benchmark.{json,md,png}.
+Inputs are real test images of the data set each model takes (28x28x1: FEMNIST, 84x84x3: CelebA;
+--data-dir, else zeros with --no-data). Each file is checked against TFLite's schema first (a
+truncated file is an error, not a crash). Rows are keyed by run: two files both named model.tflite
+are shown as fedavg/model.tflite and pruned/model.tflite. Prints a table with speed-ups against the
+first model and writes host_benchmark.{json,md,png}. Models are timed one after the other; for a
+ratio between two models use scripts/compare_runs.py, which times them interleaved.
 """
 
 from __future__ import annotations
@@ -22,6 +26,34 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mobile import host_benchmark, report  # noqa: E402
 from tff_prune.config import resolve_data_dir  # noqa: E402
+from tff_prune.data import DataError  # noqa: E402
+
+
+def input_shape(path: str) -> tuple[int, ...]:
+    """The model's input shape ``(H, W, C)`` after :func:`mobile.host_benchmark.check_tflite` and the
+    static-shape check; raises BenchmarkError."""
+    from tflite_runtime.interpreter import Interpreter
+
+    data = host_benchmark.check_tflite(path)
+    inp = host_benchmark.check_static_input(Interpreter(model_content=data), path)
+    return tuple(int(d) for d in inp["shape"][1:])
+
+
+def real_inputs(shape, data_dir: str, n: int = 256):
+    """Real test images float32 ``(n, H, W, C)`` for a model taking ``shape``: FEMNIST for (28, 28, 1),
+    CelebA for (84, 84, 3).
+
+    Raises:
+      ValueError: another shape (pass --no-data). DataError: the data file is missing.
+    """
+    from tff_prune.data import sample_images
+
+    shape = tuple(shape)
+    dataset = {(28, 28, 1): "femnist", (84, 84, 3): "celeba"}.get(shape)
+    if dataset is None:
+        raise ValueError(f"no real data set has inputs {shape} (FEMNIST: (28, 28, 1), CelebA: (84, 84, 3)); "
+                         f"pass --no-data to time it on zeros")
+    return sample_images(dataset, data_dir, "test", n, seed=0)[0]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -41,23 +73,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for path in args.models:
         if not os.path.isfile(path):
             p.error(f"file not found: {path}")
-    inputs = None
-    if not args.no_data:
-        from tff_prune.data import femnist
-
-        try:
-            arrays = femnist.load_packed(resolve_data_dir(args.data_dir))
-        except femnist.DataError as e:
-            p.error(f"{e} (or pass --no-data)")
-        inputs = arrays["test_pixels_u8"][:256, :, :, None].astype("float32") / 255.0
+    labels = host_benchmark.unique_labels(args.models)
     results = []
     try:
-        for path in args.models:
+        shapes = [input_shape(path) for path in args.models]  # every file validated before any timing
+        data_dir = None if args.no_data else resolve_data_dir(args.data_dir)
+        for path, label, shape in zip(args.models, labels, shapes):
+            inputs = None if data_dir is None else real_inputs(shape, data_dir)
             r = host_benchmark.benchmark(path, num_threads=args.num_threads, num_runs=args.num_runs,
                                          warmup_runs=args.warmup_runs, inputs=inputs,
                                          use_xnnpack=not args.no_xnnpack)
-            results.append({"model": path, "model_bytes": os.path.getsize(path), **r})
-    except host_benchmark.BenchmarkError as e:
+            results.append({"model": path, "label": label, "model_bytes": os.path.getsize(path), **r})
+    except (host_benchmark.BenchmarkError, ValueError, DataError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
     title = (f"tflite_runtime on {platform.machine()} ({platform.processor() or 'cpu'}), "

@@ -20,6 +20,38 @@ import shutil
 import sys
 
 
+# The layout of TFLite's ProfileSummaryCSVFormatter (tensorflow/core/util/stats_calculator.cc, format_as_csv):
+# initialization profile, then the regular runs' Run Order and Summary by node type tables.
+PROFILE_CSV = """Profiling Info for Benchmark Initialization:
+============================== Run Order ==============================
+node type, start, first, avg_ms, %, cdf%, mem KB, times called, name
+AllocateTensors, 0, 0.25, 0.25, 100%, 100%, 0, 1, AllocateTensors/0
+
+Operator-wise Profiling Info for Regular Benchmark Runs:
+============================== Run Order ==============================
+node type, start, first, avg_ms, %, cdf%, mem KB, times called, name
+CONV_2D, 0, 0.412, 0.398, 61.2%, 61.2%, 0, 1, [sequential/conv1/Relu;sequential/conv1/BiasAdd]:0
+MAX_POOL_2D, 0.4, 0.051, 0.049, 7.5%, 68.7%, 0, 1, [sequential/pool1/MaxPool]:1
+CONV_2D, 0.45, 0.19, 0.188, 28.9%, 97.6%, 0, 1, [sequential/conv2/Relu]:2
+FULLY_CONNECTED, 0.64, 0.016, 0.015, 2.4%, 100%, 0, 1, [sequential/dense/MatMul]:3
+
+============================== Top by Computation Time ==============================
+node type, start, first, avg_ms, %, cdf%, mem KB, times called, name
+CONV_2D, 0, 0.412, 0.398, 61.2%, 61.2%, 0, 1, [sequential/conv1/Relu;sequential/conv1/BiasAdd]:0
+
+Number of nodes executed: 4
+============================== Summary by node type ==============================
+node type, count, avg_ms, avg %, cdf %, mem KB, times called
+CONV_2D, 2, 0.586, 90.1%, 90.1%, 0, 2
+MAX_POOL_2D, 1, 0.049, 7.5%, 97.6%, 0, 1
+FULLY_CONNECTED, 1, 0.015, 2.4%, 100%, 0, 1
+
+Timings (microseconds): count=50 first=669 curr=650 min=640 max=700 avg=650.5 std=10
+Memory (bytes): count=0
+4 nodes observed
+"""
+
+
 def main(argv):
     with open(os.environ["FAKE_ADB_LOG"], "a") as f:
         f.write(json.dumps(argv) + "\n")
@@ -105,9 +137,11 @@ def main(argv):
             print(state.get("fail_output", "Benchmarking failed."))
             return state.get("fail_code", 1)
         print(state.get("output", ""))
+        if flags.get("report_peak_memory_footprint") == "true":
+            print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {state.get('peak_mb', 12.5)}")
         if "profiling_output_csv_file" in flags:
             with open(dev_path(flags["profiling_output_csv_file"]), "w") as f:
-                f.write("node type,first,avg_ms,%,cdf%,mem KB,times called,name\nCONV_2D,0.1,0.1,50,50,0,1,conv\n")
+                f.write(PROFILE_CSV)
         return 0
     print(f"sh: {words[0] if words else ''}: not found", file=sys.stderr)
     return 127

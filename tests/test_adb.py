@@ -180,3 +180,82 @@ def test_the_fake_device_catches_an_unquoted_command(device):
     proc = subprocess.run(["adb", "-s", "R58M123ABC", "shell", "ls /data/local/tmp/x; reboot"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 99 and "INJECTION" in proc.stderr
+
+
+NO_PERMISSIONS = ("no permissions (user in plugdev group; are your udev rules wrong?); "
+                  "see [http://developer.android.com/tools/device.html]")
+
+
+def test_no_permissions_state_is_read_whole(device):
+    device.state["devices"] = [["0123456789ABCDEF", NO_PERMISSIONS, "usb:1-1 transport_id:3"]]
+    device.save()
+    devs = Adb(select=False).devices()
+    assert devs[0].state == "no permissions" and devs[0].description.endswith("usb:1-1 transport_id:3")
+    assert "udev rules wrong" in devs[0].description
+    with pytest.raises(AdbError, match="no permission to open it .*plugdev group"):
+        Adb()
+
+
+def test_list_devices(device, capsys):
+    from scripts import benchmark_android
+
+    device.state["devices"] = [["R58M123ABC", "device", "product:a52q model:SM_A525F"],
+                               ["emulator-5554", "unauthorized", ""], ["0123", NO_PERMISSIONS, "usb:1-1"]]
+    device.save()
+    assert benchmark_android.main(["--list-devices"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| R58M123ABC | device | product:a52q model:SM_A525F | ready |"
+    assert lines[3] == "| emulator-5554 | unauthorized |  | accept the 'Allow USB debugging' prompt |"
+    assert lines[4].startswith("| 0123 | no permissions | (user in plugdev group")
+    assert device.calls() == [["devices", "-l"]]  # listing touches no device
+
+
+@pytest.mark.parametrize("flag", ["-1", "0", "nan"])
+def test_timeout_must_be_positive(device, models, tmp_path, capsys, flag):
+    from scripts import benchmark_android
+
+    with pytest.raises(SystemExit):
+        benchmark_android.main(["--benchmark-binary", elf_binary(tmp_path / "bm"), "--timeout", flag] + models)
+    assert "--timeout must be > 0 seconds" in capsys.readouterr().err
+    assert device.calls() == []
+    with pytest.raises(BenchmarkModelError, match="timeout must be > 0"):
+        run_on_device(Adb(), elf_binary(tmp_path / "bm"), models, Options(), timeout_s=-1)
+
+
+def test_pass_through_options_peak_memory_and_op_profiles_keyed_by_run(device, tmp_path):
+    from scripts import benchmark_android
+
+    paths = []
+    for run in ("fedavg", "pruned"):
+        (tmp_path / run).mkdir()
+        paths.append(str(tmp_path / run / "model.tflite"))
+        (tmp_path / run / "model.tflite").write_bytes(b"TFL3" * (30 if run == "pruned" else 60))
+    out = tmp_path / "out"
+    code = benchmark_android.main(["--benchmark-binary", elf_binary(tmp_path / "bm"), "--use_gpu", "--use_nnapi",
+                                   "--use_xnnpack", "false", "--report_peak_memory_footprint",
+                                   "--enable_op_profiling", "--output-dir", str(out)] + paths)
+    assert code == 0
+    runs = [shlex.split(c[3]) for c in device.calls() if c[2:3] == ["shell"] and "--graph=" in c[3]]
+    assert len(runs) == 2
+    for argv in runs:
+        for flag in ("--use_gpu=true", "--use_nnapi=true", "--use_xnnpack=false",
+                     "--report_peak_memory_footprint=true", "--enable_op_profiling=true"):
+            assert flag in argv, (flag, argv)
+    saved = json.loads((out / "android_benchmark.json").read_text())["results"]
+    assert [r["label"] for r in saved] == ["fedavg/model.tflite", "pruned/model.tflite"]
+    assert [r["peak_memory_mb"] for r in saved] == [12.5, 12.5] and saved[0]["delegates"] == ["gpu", "nnapi"]
+    md = (out / "android_benchmark.md").read_text()
+    assert "| fedavg/model.tflite |" in md and "| pruned/model.tflite |" in md
+    prof = out / "op_profiles"
+    assert sorted(os.listdir(prof)) == ["fedavg_model_ops.csv", "fedavg_model_ops.json", "fedavg_model_ops.png",
+                                        "pruned_model_ops.csv", "pruned_model_ops.json", "pruned_model_ops.png"]
+    ops = json.loads((prof / "pruned_model_ops.json").read_text())
+    assert ops["label"] == "pruned/model.tflite"
+    assert [o["node_type"] for o in ops["ops"]] == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "FULLY_CONNECTED"]
+    assert ops["ops"][0] == {"node_type": "CONV_2D", "start_ms": 0.0, "first_ms": 0.412, "avg_ms": 0.398,
+                             "percent": 61.2, "cdf_percent": 61.2, "mem_kb": 0.0, "times_called": 1,
+                             "name": "[sequential/conv1/Relu;sequential/conv1/BiasAdd]:0"}
+    assert ops["by_type"][0] == {"node_type": "CONV_2D", "count": 2, "avg_ms": 0.586, "percent": 90.1,
+                                 "cdf_percent": 90.1, "mem_kb": 0.0, "times_called": 2}
+    assert abs(ops["total_avg_ms"] - 0.65) < 1e-9
+    assert (prof / "fedavg_model_ops.png").read_bytes()[:4] == b"\x89PNG"

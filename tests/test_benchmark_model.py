@@ -97,3 +97,17 @@ def test_command_has_every_flag():
 def test_bad_options(kw, message):
     with pytest.raises(ValueError, match=message):
         Options(**kw)
+
+
+def test_negative_timings_are_not_accepted():
+    with pytest.raises(BenchmarkModelError, match="negative timings"):
+        parse_output("count=50 first=10 curr=9 min=-8 max=12 avg=-5 std=1\n")
+    with pytest.raises(BenchmarkModelError, match="negative"):
+        parse_output("Inference timings in us: Init: 10, First inference: 5, Warmup (avg): 5, Inference (avg): -5\n")
+
+
+def test_op_profile_csv_without_run_order_is_an_error():
+    from mobile.benchmark_model import parse_op_profile
+
+    with pytest.raises(BenchmarkModelError, match="no 'Run Order' table"):
+        parse_op_profile("garbage\n")

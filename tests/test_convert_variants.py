@@ -56,15 +56,19 @@ def test_sizes_shrink_with_quantization(trained_pruned, images):
 
 def test_int8_io_choice_and_sidecar(trained_pruned, images):
     rep, test = images
-    int8_io = convert.convert(trained_pruned, "int8", representative_data=rep, int8_io=True)
+    uint8_io = convert.convert(trained_pruned, "int8", representative_data=rep, int8_io=True)  # the default
+    int8_io = convert.convert(trained_pruned, "int8", representative_data=rep, io_dtype="int8")
     float_io = convert.convert(trained_pruned, "int8", representative_data=rep, int8_io=False)
-    card = model_card.sidecar(int8_io, "femnist", "int8")
+    card = model_card.sidecar(uint8_io, "femnist", "int8")
     inp = card["inputs"][0]
-    assert inp["dtype"] == "int8" and inp["shape"] == [1, 28, 28, 1] and inp["real_range"] == [0.0, 1.0]
+    assert inp["dtype"] == "uint8" and inp["shape"] == [1, 28, 28, 1] and inp["real_range"] == [0.0, 1.0]
+    assert inp["quantization"]["zero_point"] == 0 and abs(inp["quantization"]["scale"] - 1 / 255) < 1e-9
+    assert card["outputs"][0]["dtype"] == "uint8" and card["num_classes"] == 62
+    inp = model_card.sidecar(int8_io, "femnist", "int8")["inputs"][0]
     scale, zero = inp["quantization"]["scale"], inp["quantization"]["zero_point"]
-    assert abs(scale * (127 - zero) - 1.0) < 0.01 and abs(scale * (-128 - zero)) < 0.01  # [0,1] maps to int8
-    assert card["outputs"][0]["dtype"] == "int8" and card["num_classes"] == 62
+    assert inp["dtype"] == "int8" and zero == -128 and abs(scale - 1 / 255) < 1e-9  # [0,1] maps to int8
     assert model_card.sidecar(float_io, "femnist", "int8")["inputs"][0]["dtype"] == "float32"
+    assert not convert.parity(trained_pruned, uint8_io, test, "int8")["flagged"]
     json.dumps(card)
     assert not convert.parity(trained_pruned, float_io, test, "int8")["flagged"]
 
@@ -99,6 +103,7 @@ def test_convert_model_cli(trained_pruned, tmp_path, data_dir, capsys):
     side = json.loads((out / "pruned_int8.json").read_text())
     assert side["size_bytes"] == (out / "pruned_int8.tflite").stat().st_size
     assert side["parity"]["flagged"] is False and side["representative_samples"] == 200
+    assert side["inputs"][0]["dtype"] == "uint8" and side["model_info"]["author"] == "tff_prune"
     assert "| int8 |" in text and "within tolerance" in text
 
 

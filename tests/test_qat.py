@@ -93,4 +93,4 @@ def test_cli_exports_qat_int8_next_to_post_training_int8(tmp_path, data_dir):
     assert qat["tflite_qat_int8_accuracy"] == variants["qat_int8"]["test_accuracy"]
     assert qat["tflite_ptq_int8_accuracy"] == variants["int8"]["test_accuracy"]
     side = json.loads((out / "model_qat_int8.json").read_text())
-    assert side["inputs"][0]["dtype"] == "int8"
+    assert side["inputs"][0]["dtype"] == "uint8"  # the image clients' integer I/O (mobile.convert)

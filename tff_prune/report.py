@@ -142,45 +142,189 @@ _ROWS = (
     ("conv widths", "widths", lambda v: ", ".join(f"{k}={w}" for k, w in v.items())),
     ("total bytes (up+down)", "bytes_total", lambda v: f"{v / 1e6:,.1f} MB"),
     ("TFLite float32 size", "tflite_bytes", lambda v: f"{v:,} B"),
-    ("TFLite float32 latency (median, 1 thread)", "tflite_latency_us_median", lambda v: f"{v:,.1f} µs"),
+    ("TFLite float32 latency at each run's end (median, 1 thread)*", "tflite_latency_us_median",
+     lambda v: f"{v:,.1f} µs"),
 )
-_RATIO_KEYS = ("final_params", "final_flops", "bytes_total", "tflite_bytes", "tflite_latency_us_median")
+# Latencies measured at each run's end ran at different times under different load: never divided.
+_RATIO_KEYS = ("final_params", "final_flops", "bytes_total", "tflite_bytes")
+# Settings that decide which clients are sampled in which round, and what they train.
+SAMPLING_KEYS = ("dataset", "model", "seed", "rounds", "clients_per_round", "max_clients", "femnist_crop",
+                 "celeba_attribute")
+TRAINING_KEYS = ("local_epochs", "batch_size", "client_optimizer", "client_lr", "server_lr", "eval_every",
+                 "qat_rounds")
+
+
+class ComparisonError(ValueError):
+    """Two runs that cannot be compared as baseline vs pruned; the message says why and what to pass."""
+
+
+def read_summary(run_dir: str) -> dict:
+    """Reads ``run_dir/summary.json``.
+
+    Raises:
+      ComparisonError: missing, not JSON (e.g. cut off), or not a run summary (no ``config``).
+    """
+    path = os.path.join(run_dir, SUMMARY_FILE)
+    if not os.path.isfile(path):
+        raise ComparisonError(f"no {SUMMARY_FILE} in {run_dir}; run scripts/run_simulation.py "
+                              f"--output-dir {run_dir} first")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ComparisonError(f"{path} is corrupt, not JSON ({e}); rerun that run (or restore the file)") from e
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise ComparisonError(f"{path} is not a run summary (no 'config' object); pass a run_simulation.py "
+                              f"output folder")
+    return data
+
+
+def check_comparable(baseline: Mapping, pruned: Mapping) -> list[str]:
+    """What differs between two runs besides pruning, as ``"key: a vs b"`` lines (empty: like for like).
+
+    Raises:
+      ComparisonError: the baseline was pruned (accepted prunes): the arguments are swapped or the
+        wrong run was given.
+    """
+    if baseline.get("prune_rounds") or baseline.get("config", {}).get("prune"):
+        raise ComparisonError(
+            f"the baseline run was pruned (prune={baseline.get('config', {}).get('prune')}, accepted prunes at "
+            f"rounds {baseline.get('prune_rounds', [])}); pass the --no-prune (FedAvg) run first: "
+            f"compare_runs.py FEDAVG_DIR PRUNED_DIR")
+    ca, cb = baseline.get("config", {}), pruned.get("config", {})
+    diffs = [f"{k}: {ca.get(k)!r} vs {cb.get(k)!r}" for k in SAMPLING_KEYS + TRAINING_KEYS if ca.get(k) != cb.get(k)]
+    if baseline.get("rounds") != pruned.get("rounds") and ca.get("rounds") == cb.get("rounds"):
+        diffs.append(f"rounds run: {baseline.get('rounds')} vs {pruned.get('rounds')}")
+    return diffs
 
 
 def comparison_table(baseline: Mapping, pruned: Mapping) -> str:
-    """A Markdown table comparing two ``summary.json`` dicts (pruned / baseline ratios)."""
+    """A Markdown table comparing two ``summary.json`` dicts (pruned / baseline ratios).
+
+    Run-end latencies are shown, never divided (each was measured at its own run's end, under
+    different load); see :func:`side_by_side_table` for a measured ratio.
+    """
     lines = ["| metric | FedAvg baseline | pruned | pruned / baseline |", "|---|---:|---:|---:|"]
     for label, key, fmt in _ROWS:
         a, b = baseline.get(key), pruned.get(key)
         ratio = ""
-        if key in _RATIO_KEYS and a:
+        if key in _RATIO_KEYS and a and b is not None:
             ratio = f"{b / a:.3f}"
         elif key == "final_accuracy" and a is not None and b is not None:
             ratio = f"{100 * (b - a):+.2f} pts"
+        elif key == "tflite_latency_us_median":
+            ratio = "not a ratio*"
         lines.append(f"| {label} | {fmt(a) if a is not None else 'n/a'} | {fmt(b) if b is not None else 'n/a'} "
                      f"| {ratio} |")
     va, vb = baseline.get("tflite_variants", {}), pruned.get("tflite_variants", {})
     for name in [v for v in vb if v in va and v != "float32"]:
-        for label, key, unit in (("size", "size_bytes", "B"),
-                                 ("latency (median, 1 thread)", "latency_us_median", "µs")):
-            a, b = va[name][key], vb[name][key]
-            lines.append(f"| TFLite {name} {label} | {a:,.0f} {unit} | {b:,.0f} {unit} | {b / a:.3f} |")
+        a, b = va[name].get("size_bytes"), vb[name].get("size_bytes")
+        if a and b is not None:
+            lines.append(f"| TFLite {name} size | {a:,.0f} B | {b:,.0f} B | {b / a:.3f} |")
     return "\n".join(lines) + "\n"
 
 
-def comparison_markdown(baseline: Mapping, pruned: Mapping) -> str:
-    """The whole ``comparison.md``: settings, the table and how pruning stopped."""
+def side_by_side_table(measured: Mapping[str, Mapping]) -> str:
+    """Markdown table of :func:`mobile.host_benchmark.compare_interleaved` results, one row per variant.
+
+    Args:
+      measured: variant -> compare_interleaved dict whose two labels are ``baseline`` and ``pruned``.
+    """
+    lines = ["| TFLite variant | FedAvg baseline (median µs) | pruned (median µs) | pruned / baseline time: median "
+             "[p25-p75] (min-max) of the repetitions |", "|---|---:|---:|---:|"]
+    for variant, m in measured.items():
+        r = m["ratios"]["pruned"]
+        lines.append(f"| {variant} | {m['models']['baseline']['median_us']:,.1f} | "
+                     f"{m['models']['pruned']['median_us']:,.1f} | {r['median']:.3f} [{r['p25']:.3f}-{r['p75']:.3f}] "
+                     f"({r['min']:.3f}-{r['max']:.3f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_markdown(baseline: Mapping, pruned: Mapping, differences: Sequence[str] | None = None,
+                        measured: Mapping[str, Mapping] | None = None, latency_note: str = "") -> str:
+    """The whole ``comparison.md``: settings, the table, side-by-side latency and how pruning stopped.
+
+    Args:
+      differences: :func:`check_comparable`'s lines; None: computed here. Only with none does the
+        header say "same seed, same sampled clients".
+      measured: variant -> :func:`mobile.host_benchmark.compare_interleaved` result (labels
+        ``baseline`` and ``pruned``), or None (not measured; ``latency_note`` says why).
+    """
+    if differences is None:
+        differences = check_comparable(baseline, pruned)
     cfg = pruned.get("config", {})
-    head = (f"# FedAvg vs. automatic filter pruning ({cfg.get('dataset', '?')} / {cfg.get('model', '?')})\n\n"
-            f"Same seed ({cfg.get('seed')}), same sampled clients: {cfg.get('rounds')} rounds, "
-            f"{cfg.get('clients_per_round')} clients/round, {cfg.get('local_epochs')} local epochs, "
-            f"batch {cfg.get('batch_size')}, client {cfg.get('client_optimizer', 'adam')} lr {cfg.get('client_lr')}; "
-            f"pruning k={cfg.get('k')}, "
-            f"weights={cfg.get('weights')}, max_prune_round={cfg.get('max_prune_round')}, "
-            f"patience={cfg.get('patience')}.\n\n")
+    settings = (f"{cfg.get('rounds')} rounds, "
+                f"{cfg.get('clients_per_round')} clients/round, {cfg.get('local_epochs')} local epochs, "
+                f"batch {cfg.get('batch_size')}, client {cfg.get('client_optimizer', 'adam')} lr {cfg.get('client_lr')}; "
+                f"pruning k={cfg.get('k')}, "
+                f"weights={cfg.get('weights')}, max_prune_round={cfg.get('max_prune_round')}, "
+                f"patience={cfg.get('patience')}")
+    title = f"# FedAvg vs. automatic filter pruning ({cfg.get('dataset', '?')} / {cfg.get('model', '?')})\n\n"
+    if differences:
+        head = title + ("**Not like for like.** The two runs differ besides pruning:\n\n"
+                        + "".join(f"- {d}\n" for d in differences)
+                        + f"\nPruned run: {settings}.\n\n")
+    else:
+        head = title + (f"Same seed ({cfg.get('seed')}), same sampled clients (same data, client pool, "
+                        f"clients per round and rounds) and the same training settings: {settings}.\n\n")
+    if measured:
+        any_m = next(iter(measured.values()))
+        lat = ("\n## Latency, measured side by side\n\nBoth runs' models timed in one process on this host "
+               f"(tflite-runtime, {any_m['num_threads']} thread(s), XNNPACK {'on' if any_m['use_xnnpack'] else 'off'}),"
+               f" interleaved: {any_m['repetitions']} repetitions of {any_m['runs_per_repetition']} invokes each, "
+               "in alternating order (A B, B A, ...); a repetition's ratio divides the two block medians "
+               "(< 1: the pruned model is faster).\n\n"
+               + side_by_side_table(measured) + (f"\n{latency_note}\n" if latency_note else ""))
+    else:
+        lat = f"\nLatency side by side: not measured{': ' + latency_note if latency_note else ''}.\n"
     tail = (f"\nAccepted prunes at the start of rounds: {pruned.get('prune_rounds', [])}. "
             f"Pruning stopped: {pruned.get('stop_reason') or 'not stopped'}.\n"
             f"FLOPs: TF-profiler convention (multiply-accumulate = 2 FLOPs). Bytes: float32 weights, "
-            f"server->clients plus clients->server, summed over rounds. Latency: TFLite interpreter "
-            f"(tflite-runtime) on this host, 1 thread, median.\n")
-    return head + comparison_table(baseline, pruned) + tail
+            f"server->clients plus clients->server, summed over rounds.\n"
+            f"\n\\* Latency at each run's end: TFLite interpreter (tflite-runtime) on this host, 1 thread, median, "
+            f"measured when that run finished, under whatever load the machine had then; kept in summary.json, "
+            f"never divided by each other. The ratio is in the side-by-side section.\n")
+    return head + comparison_table(baseline, pruned) + lat + tail
+
+
+def plot_comparison(baseline_records: Sequence[Mapping], pruned_records: Sequence[Mapping], path: str,
+                    title: str = "", labels: tuple[str, str] = ("FedAvg baseline", "pruned")) -> str:
+    """Saves one PNG with both runs on the same axes: test accuracy, parameters and cumulative MB
+    (up + down) against round; the pruned run's accepted prunes are dashed lines.
+
+    Args:
+      baseline_records, pruned_records: the runs' ``metrics.jsonl`` records (:func:`read_metrics`).
+
+    Raises:
+      ValueError: a run without records.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    for name, recs in zip(labels, (baseline_records, pruned_records)):
+        if not recs:
+            raise ValueError(f"the {name} run has no {METRICS_FILE} records to plot")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for recs, name, color in ((baseline_records, labels[0], "tab:gray"), (pruned_records, labels[1], "tab:blue")):
+        rounds = [r["round"] for r in recs]
+        ev = [(r["round"], r["eval_accuracy"]) for r in recs if r.get("eval_accuracy") is not None]
+        if ev:
+            axes[0].plot(*zip(*ev), marker="o", ms=2, label=name, color=color)
+        axes[1].step(rounds, [r["params"] for r in recs], where="mid", label=name, color=color)
+        axes[2].plot(rounds, [r["cumulative_bytes"] / 1e6 for r in recs], label=name, color=color)
+    axes[0].set(xlabel="round", ylabel="test accuracy", title="Accuracy (global model)")
+    axes[1].set(xlabel="round", ylabel="parameters", title="Parameters of the trained model")
+    axes[2].set(xlabel="round", ylabel="MB (up + down)", title="Cumulative communication")
+    prunes = [r["round"] for r in pruned_records if r.get("prune", {}).get("action") == "accepted"]
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for p in prunes:
+            ax.axvline(p - 0.5, color="k", ls="--", lw=0.7, alpha=0.5)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
