@@ -23,7 +23,9 @@ import sys
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tff_prune.tf_logging import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # first, so TF 2.14's CUDA-registration noise never prints
 
 from tff_prune import report  # noqa: E402
 

@@ -146,3 +146,14 @@ def test_round_mode_final_prunes_freely_then_rounds_every_group_down_once(tmp_pa
         assert final["widths"][name] % 8 == 0 and band_widths[name] - 8 < final["widths"][name] <= band_widths[name]
     assert final["params"] == cnn_param_count(final["widths"]["conv1"], final["widths"]["conv2"])
     assert checkpoint.load(cfg.output_dir).steps["structured"]["rounded"]
+
+
+def test_resume_continues_fedadams_server_moments(tmp_path, femnist):
+    kw = dict(prune=False, server_optimizer="adam", server_lr=0.01)
+    full = loop.run(make_config(tmp_path, "adam_full", rounds=3, **kw), data=femnist, progress=False)
+    loop.run(make_config(tmp_path, "adam_part", rounds=2, **kw), data=femnist, progress=False)
+    ck = checkpoint.load(str(tmp_path / "adam_part"))
+    assert len(ck.server_optimizer) > 1  # lr, step, and first and second moments per trainable tensor
+    resumed = loop.run(make_config(tmp_path, "adam_part", rounds=3, **kw), data=femnist, resume=True, progress=False)
+    for a, b in zip(full.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

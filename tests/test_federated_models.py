@@ -104,6 +104,31 @@ def test_one_client_one_batch_round_is_one_optimizer_step(client_optimizer, femn
         np.testing.assert_allclose(got, w - lr * step, rtol=1e-4, atol=1e-7)
 
 
+def test_server_adam_takes_fedadams_first_step(femnist):
+    # One client, one batch, client SGD: the averaged delta is -lr_c * g. TFF's server optimizer gets its
+    # negation, lr_c * g, as the gradient; FedAdam's first (bias-corrected) step is then
+    # lr_s * (lr_c g) / (|lr_c g| + eps / sqrt(1 - beta2)) (Reddi et al. 2021; TFF's build_adam defaults).
+    cid = min(femnist.client_ids, key=femnist.num_examples)
+    ds = femnist.client_dataset(cid, 1, femnist.num_examples(cid), seed=0)
+    model = get_model("cnn", "femnist", widths=(4, 8), seed=0)
+    lr_c, lr_s = 0.05, 0.01
+    process = build_fed_avg(lambda: get_model("cnn", "femnist", widths=(4, 8)), ds.element_spec, lr_c, lr_s,
+                            client_optimizer="sgd", server_optimizer="adam")
+    state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+    new = process.get_model_weights(process.next(state, [ds]).state)
+    x, y = next(iter(ds))
+    with tf.GradientTape() as tape:
+        loss = tf.keras.losses.SparseCategoricalCrossentropy()(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    for w, g, got in zip(model.trainable_weights, grads, new.trainable):
+        w32 = w.numpy()
+        server_grad = -((w32 - np.float32(lr_c) * g.numpy()) - w32).astype(np.float64)  # the float32 client delta
+        expected = w32.astype(np.float64) - lr_s * server_grad / (np.abs(server_grad) + 1e-7 / np.sqrt(1 - 0.999))
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown server optimizer 'adagrad'; choose one of sgd, adam, yogi"):
+        build_fed_avg(lambda: get_model("cnn", "femnist"), ds.element_spec, 1e-3, 1.0, server_optimizer="adagrad")
+
+
 def test_unknown_client_optimizer(femnist):
     spec = femnist.client_dataset(femnist.client_ids[0], 1, 4, 0).element_spec
     with pytest.raises(ValueError, match="unknown client optimizer 'rmsprop'; choose one of adam, sgd"):

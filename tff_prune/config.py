@@ -25,6 +25,7 @@ WEIGHT_MODES = ("inherit", "reinit")
 METHODS = ("structured", "magnitude")
 SCHEDULES = ("auto", "paper")
 CLIENT_OPTIMIZERS = ("adam", "sgd")
+SERVER_OPTIMIZERS = ("sgd", "adam", "yogi")
 
 
 ROUND_MODES = ("up", "down", "final")
@@ -98,7 +99,8 @@ class ExperimentConfig:
       client_optimizer: ``"adam"`` (the paper's; a fresh ``tff.learning.optimizers.build_adam`` state per
         client and round, as TFF runs it) or ``"sgd"`` (plain SGD, ``build_sgdm`` without momentum).
       client_lr: client learning rate (paper: Adam 1e-3).
-      server_lr: server SGD learning rate; 1.0 is plain FedAvg.
+      server_lr: server learning rate; SGD 1.0 is plain FedAvg.
+      server_optimizer: ``"sgd"`` (FedAvg), ``"adam"`` (FedAdam) or ``"yogi"`` (FedYogi) on the server.
       k: band width of the criterion mu +- k*sigma (paper: 2.2 on FEMNIST).
       criterion: ``"band"`` (the paper's, uses ``k``), ``"band_low"`` (its lower bound only: removes
         unusually weak channels, keeps unusually strong ones; uses ``k``) or ``"ratio"`` (uses ``prune_ratio``).
@@ -169,7 +171,14 @@ class ExperimentConfig:
                                     help="`adam` (the paper's; fresh moments for every client and round, as TFF runs "
                                          "it) or `sgd` (plain, no momentum) on the clients")
     client_lr: float = setting(1e-3, group="federated training (FedAvg)", help="client learning rate (the paper's Adam: 1e-3)")
-    server_lr: float = setting(1.0, group="federated training (FedAvg)", help="server SGD learning rate (1.0 = plain FedAvg)")
+    server_lr: float = setting(1.0, group="federated training (FedAvg)",
+                               help="server learning rate (SGD 1.0 = plain FedAvg; FedAdam/FedYogi use e.g. 1e-2)")
+    server_optimizer: str = setting("sgd", group="federated training (FedAvg)", choices=SERVER_OPTIMIZERS,
+                                    help="the server's optimizer on the averaged client update: `sgd` (no momentum: "
+                                         "FedAvg), `adam` (FedAdam) or `yogi` (FedYogi), TFF's "
+                                         "`tff.learning.optimizers` (Reddi et al. 2021, Adaptive Federated "
+                                         "Optimization); its state is checkpointed, and restarts when the "
+                                         "architecture changes")
     seed: int = setting(0, group="federated training (FedAvg)", help="client sampling, client shuffling, model init and re-init")
     eval_every: int = setting(1, group="federated training (FedAvg)", metavar="N",
                               help="evaluate the global model on the test split of all writers in use every N rounds "
@@ -298,6 +307,9 @@ class ExperimentConfig:
                 check_attribute(self.celeba_attribute)
             except ValueError as e:
                 fail("celeba-attribute", str(e))
+        if self.server_optimizer not in SERVER_OPTIMIZERS:
+            fail("server-optimizer", f"unknown server optimizer {self.server_optimizer!r}; choose one of "
+                                     f"{', '.join(SERVER_OPTIMIZERS)}")
         if self.client_optimizer not in CLIENT_OPTIMIZERS:
             fail("client-optimizer", f"unknown client optimizer {self.client_optimizer!r}; choose one of "
                                      f"{', '.join(CLIENT_OPTIMIZERS)}")

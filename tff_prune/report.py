@@ -240,6 +240,19 @@ def side_by_side_table(measured: Mapping[str, Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pruning_settings(cfg: Mapping) -> str:
+    """How the pruned run decided, in one line (the default mode's settings, the paper's, or tfmot's)."""
+    if cfg.get("method") == "magnitude":
+        return (f"tfmot magnitude pruning to sparsity {cfg.get('target_sparsity')} by round "
+                f"{cfg.get('max_prune_round')}")
+    if cfg.get("schedule", "paper") == "auto":
+        return (f"default pruning (--schedule auto): budget {100 * cfg.get('max_accuracy_loss', 0):g} points of "
+                f"validation accuracy on {cfg.get('val_clients')} clients per round, first step "
+                f"{cfg.get('step_fraction')} of each group, patience {cfg.get('patience')}")
+    return (f"the paper's pruning (--schedule paper): k={cfg.get('k')}, weights={cfg.get('weights')}, "
+            f"max_prune_round={cfg.get('max_prune_round')}, patience={cfg.get('patience')}")
+
+
 def comparison_markdown(baseline: Mapping, pruned: Mapping, differences: Sequence[str] | None = None,
                         measured: Mapping[str, Mapping] | None = None, latency_note: str = "") -> str:
     """The whole ``comparison.md``: settings, the table, side-by-side latency and how pruning stopped.
@@ -256,9 +269,7 @@ def comparison_markdown(baseline: Mapping, pruned: Mapping, differences: Sequenc
     settings = (f"{cfg.get('rounds')} rounds, "
                 f"{cfg.get('clients_per_round')} clients/round, {cfg.get('local_epochs')} local epochs, "
                 f"batch {cfg.get('batch_size')}, client {cfg.get('client_optimizer', 'adam')} lr {cfg.get('client_lr')}; "
-                f"pruning k={cfg.get('k')}, "
-                f"weights={cfg.get('weights')}, max_prune_round={cfg.get('max_prune_round')}, "
-                f"patience={cfg.get('patience')}")
+                + _pruning_settings(cfg))
     title = f"# FedAvg vs. automatic filter pruning ({cfg.get('dataset', '?')} / {cfg.get('model', '?')})\n\n"
     if differences:
         head = title + ("**Not like for like.** The two runs differ besides pruning:\n\n"

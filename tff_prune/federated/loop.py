@@ -33,7 +33,7 @@ from tff_prune import data as datasets
 from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.data import FederatedData
 from tff_prune.federated import checkpoint, magnitude
-from tff_prune.federated.process import assign_model_weights
+from tff_prune.federated.process import assign_model_weights, server_optimizer_state, with_server_optimizer_state
 from tff_prune.federated.runtime import Runtime
 from tff_prune.federated.sampling import derive_seed, sample_clients
 from tff_prune.federated.steps import RoundInfo, RunState, ServerStep, build_steps, no_prune_decision
@@ -157,6 +157,8 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
     for step in steps:
         step.start(run_state, rt, resumed=ckpt is not None)
     run_state.process, run_state.state = rt.new_process(run_state.builder, run_state.model, f"round {start} (new process)")
+    if ckpt is not None and ckpt.server_optimizer:  # FedAdam / FedYogi moments continue where they were
+        run_state.state = with_server_optimizer_state(run_state.state, ckpt.server_optimizer)
     compile_for_eval(run_state.model)
     test_x, test_y = data.test_arrays()
     prev_stopped = None
@@ -218,5 +220,5 @@ def _save(config: ExperimentConfig, rs: RunState, steps: list[ServerStep], r: in
         states[step.name], arrays[step.name] = step.state_dict()
     checkpoint.save(config.output_dir, checkpoint.Checkpoint(
         round=r, config=config.to_dict(), model_json=rs.model.to_json(), weights=rs.model.get_weights(),
-        steps=states, step_arrays=arrays, counters=rs.counters,
+        steps=states, step_arrays=arrays, counters=rs.counters, server_optimizer=server_optimizer_state(rs.state),
         float_model_json=rs.architecture.to_json() if rs.model is not rs.architecture else None))

@@ -13,6 +13,7 @@ import signal
 import warnings
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
@@ -36,7 +37,8 @@ def _model_fn(model_builder: Callable[[], tf.keras.Model], element_spec) -> Call
 
 
 def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, client_lr: float,
-                  server_lr: float, client_optimizer: str = "adam") -> tff.learning.templates.LearningProcess:
+                  server_lr: float, client_optimizer: str = "adam",
+                  server_optimizer: str = "sgd") -> tff.learning.templates.LearningProcess:
     """FedAvg with client Adam (or SGD) and server SGD, clients weighted by example count.
 
     Args:
@@ -48,13 +50,16 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
         the new global model is the example-weighted mean of client models).
       client_optimizer: ``"adam"`` (``tff.learning.optimizers.build_adam``: every client starts each round
         from fresh moments) or ``"sgd"`` (``build_sgdm`` without momentum).
+      server_optimizer: ``"sgd"`` (``build_sgdm`` without momentum: FedAvg), ``"adam"`` (``build_adam``:
+        FedAdam) or ``"yogi"`` (``build_yogi``: FedYogi), applied to the negated example-weighted mean of the
+        client deltas; its state lives in the server state (Reddi et al. 2021).
 
     Returns:
       ``tff.learning.templates.LearningProcess`` from
       ``tff.learning.algorithms.build_weighted_fed_avg``.
 
     Raises:
-      ValueError: unknown ``client_optimizer``.
+      ValueError: unknown ``client_optimizer`` or ``server_optimizer``.
 
     Note:
       TFF traces ``model_fn`` inside a ``tf.compat.v1`` graph, where Keras 2 swaps
@@ -67,10 +72,14 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
     builders = {"adam": tff.learning.optimizers.build_adam, "sgd": tff.learning.optimizers.build_sgdm}
     if client_optimizer not in builders:
         raise ValueError(f"unknown client optimizer {client_optimizer!r}; choose one of {', '.join(builders)}")
+    servers = {"sgd": tff.learning.optimizers.build_sgdm, "adam": tff.learning.optimizers.build_adam,
+               "yogi": tff.learning.optimizers.build_yogi}
+    if server_optimizer not in servers:
+        raise ValueError(f"unknown server optimizer {server_optimizer!r}; choose one of {', '.join(servers)}")
     process = tff.learning.algorithms.build_weighted_fed_avg(
         model_fn,
         client_optimizer_fn=builders[client_optimizer](learning_rate=client_lr),
-        server_optimizer_fn=tff.learning.optimizers.build_sgdm(learning_rate=server_lr),
+        server_optimizer_fn=servers[server_optimizer](learning_rate=server_lr),
         client_weighting=tff.learning.ClientWeighting.NUM_EXAMPLES)
     model_builder()  # eager instantiation: restores Keras' v2 classes (see Note)
     return process
@@ -86,6 +95,27 @@ def build_fed_eval(model_builder: Callable[[], tf.keras.Model], element_spec) ->
     process = tff.learning.algorithms.build_fed_eval(_model_fn(model_builder, element_spec))
     model_builder()  # eager instantiation: restores Keras' v2 classes (see build_fed_avg)
     return process
+
+
+def server_optimizer_state(state) -> list[np.ndarray]:
+    """The server optimizer's state in a FedAvg process state (``state.finalizer``, flattened), as numpy arrays.
+
+    For SGD without momentum it is the learning rate alone; FedAdam / FedYogi add the step count and the first
+    and second moments of every trainable tensor (``tff.learning.optimizers``).
+    """
+    return [np.asarray(x) for x in tf.nest.flatten(state.finalizer)]
+
+
+def with_server_optimizer_state(state, arrays) -> tff.learning.templates.LearningAlgorithmState:
+    """``state`` with its server optimizer state replaced by ``arrays`` (from :func:`server_optimizer_state`).
+
+    Raises:
+      ValueError: ``arrays`` does not fit the state's structure (another optimizer or architecture).
+    """
+    finalizer = tf.nest.pack_sequence_as(state.finalizer, list(arrays))
+    return tff.learning.templates.LearningAlgorithmState(
+        global_model_weights=state.global_model_weights, distributor=state.distributor,
+        client_work=state.client_work, aggregator=state.aggregator, finalizer=finalizer)
 
 
 def keras_to_model_weights(model: tf.keras.Model) -> tff.learning.models.ModelWeights:

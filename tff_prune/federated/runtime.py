@@ -57,7 +57,8 @@ class Runtime:
           ``(process, state)``.
         """
         c = self.config
-        p = build_fed_avg(builder, self.element_spec, c.client_lr, c.server_lr, c.client_optimizer)
+        p = build_fed_avg(builder, self.element_spec, c.client_lr, c.server_lr, c.client_optimizer,
+                          c.server_optimizer)
         if self.cluster is not None:
             p = distributed.compose(p, self._train_data_fn)
         weights = keras_to_model_weights(model)
