@@ -66,6 +66,35 @@ def _drop_build_configs(config) -> None:
             _drop_build_configs(value)
 
 
+def _set_last_dim(config: dict, key: str, width: int) -> None:
+    if isinstance(config.get(key), (list, tuple)) and config[key]:
+        config[key] = list(config[key])[:-1] + [int(width)]
+
+
+def _fix_nested_inputs(config: dict, graph, masks, prefix: str = "") -> None:
+    """Input shapes recorded inside nested models follow the channels pruned in front of them."""
+    for entry in config["layers"]:
+        cls, cfg = entry.get("class_name"), entry["config"]
+        name = prefix + cfg["name"]
+        if cls not in ("Functional", "Sequential", "Model") or "layers" not in cfg:
+            continue
+        cfg.pop("build_input_shape", None)
+        inner = cfg["layers"]
+        if cls == "Sequential":
+            first = next((e for e in inner if e.get("class_name") != "InputLayer"), None)
+            src = graph.layer_inputs.get(name + "/" + first["config"]["name"], [None])[0] if first else None
+            if src in masks:
+                for e in inner:
+                    if e.get("class_name") == "InputLayer" or e is first:
+                        _set_last_dim(e["config"], "batch_input_shape", masks[src].sum())
+        else:
+            for e in inner:
+                q = name + "/" + e["config"]["name"]
+                if e.get("class_name") == "InputLayer" and q in masks:
+                    _set_last_dim(e["config"], "batch_input_shape", masks[q].sum())
+        _fix_nested_inputs(cfg, graph, masks, name + "/")
+
+
 def _reseed_initializers(layer_config: dict, seed: int) -> None:
     for key, value in layer_config.items():
         if key.endswith("_initializer") and isinstance(value, dict) and isinstance(value.get("config"), dict) \
@@ -156,6 +185,7 @@ def prune_model(model: tf.keras.Model, plan: PlanLike, weights: str = "inherit",
         for i, name in enumerate(graph.layers):
             if name in configs:
                 _reseed_initializers(configs[name]["config"], int(seed) + i)
+    _fix_nested_inputs(config, graph, masks)
     _drop_build_configs(config)
     objects = custom_objects_of(model)
     objects.update(custom_objects or {})
