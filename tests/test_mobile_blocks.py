@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_graph import randomize_batchnorm
 from tff_prune import accounting, pruning
 from tff_prune.accounting import count_params
 
@@ -20,6 +19,7 @@ def x_for(model, n=4, seed=0):
 
 
 def randomize_nested_batchnorm(model, seed=0):
+    """Non-trivial BN statistics and affine weights (nested models too), so BN slicing errors show."""
     rng = np.random.default_rng(seed)
     for layer in pruning.leaf_layers(model).values():
         if isinstance(layer, L.BatchNormalization):
@@ -61,7 +61,7 @@ def se_block(gate="sigmoid", merge=L.Multiply):
 
 
 def test_squeeze_excitation_gate_couples_with_the_gated_channels():
-    model = randomize_batchnorm(se_block())
+    model = randomize_nested_batchnorm(se_block())
     graph = pruning.dependency_graph(model)
     assert graph.barriers == {}
     g = graph.group_of("expand")
@@ -102,7 +102,7 @@ def hard_swish_block():
 
 
 def test_hard_swish_and_element_wise_tf_ops_pass_channels_through():
-    model = randomize_batchnorm(hard_swish_block())
+    model = randomize_nested_batchnorm(hard_swish_block())
     graph = pruning.dependency_graph(model)
     assert graph.barriers == {}
     g = graph.group_of("conv")
@@ -143,7 +143,7 @@ def grouped_block():
 
 
 def test_grouped_conv_removes_the_same_index_in_every_group():
-    model = randomize_batchnorm(grouped_block())
+    model = randomize_nested_batchnorm(grouped_block())
     graph = pruning.dependency_graph(model)
     assert graph.barriers == {}
     into = graph.group_of("grouped_bn")  # the grouped conv's outputs, tied across its 4 groups
@@ -263,7 +263,7 @@ def test_a_registered_rule_and_slicer_make_a_custom_layer_prunable():
 
 
 def test_importance_batchnorm_scale_and_callables():
-    model = randomize_batchnorm(se_block(), seed=3)
+    model = randomize_nested_batchnorm(se_block(), seed=3)
     graph = pruning.dependency_graph(model)
     g = graph.group_of("expand")
     gammas = np.abs(model.get_layer("expand_bn").gamma.numpy()) + np.abs(model.get_layer("dw_bn").gamma.numpy())

@@ -95,6 +95,12 @@ def _fix_nested_inputs(config: dict, graph, masks, prefix: str = "") -> None:
         _fix_nested_inputs(cfg, graph, masks, name + "/")
 
 
+def _zero_initializers(layer_config: dict) -> None:
+    for key, value in layer_config.items():
+        if key.endswith("_initializer") and isinstance(value, dict) and "class_name" in value:
+            layer_config[key] = {"class_name": "Zeros", "config": {}}
+
+
 def _reseed_initializers(layer_config: dict, seed: int) -> None:
     for key, value in layer_config.items():
         if key.endswith("_initializer") and isinstance(value, dict) and isinstance(value.get("config"), dict) \
@@ -181,6 +187,10 @@ def prune_model(model: tf.keras.Model, plan: PlanLike, weights: str = "inherit",
     for name, layer in graph.layers.items():
         if name in configs:
             _edit_config(configs[name], layer, graph, masks, name)
+    if weights == "inherit":  # every weight is overwritten below: skip drawing random initial values
+        for name, layer in graph.layers.items():
+            if name in configs and layer.weights:
+                _zero_initializers(configs[name]["config"])
     if weights == "reinit" and seed is not None:
         for i, name in enumerate(graph.layers):
             if name in configs:
@@ -196,10 +206,23 @@ def prune_model(model: tf.keras.Model, plan: PlanLike, weights: str = "inherit",
         raise UnsupportedLayerError(f"could not rebuild {model.name!r} from its config after pruning "
                                     f"({type(e).__name__}: {e}); pass custom_objects= for custom layers") from e
     if weights == "inherit":
+        pairs = []
+        new_layers = leaf_layers(new)
         for name, layer in graph.layers.items():
             if layer.weights:
                 in_keep, out_keep = layer_masks(graph, masks, name)
-                resolve_layer(new, name).set_weights(slice_weights(layer, in_keep, out_keep))
+                target = new_layers[name]
+                values = slice_weights(layer, in_keep, out_keep)
+                if len(values) != len(target.weights):
+                    raise UnsupportedLayerError(f"{name!r} ({type(layer).__name__}) has {len(target.weights)} "
+                                                f"weights after the rebuild, {len(values)} sliced")
+                for variable, value in zip(target.weights, values):
+                    if tuple(variable.shape) != value.shape:
+                        raise UnsupportedLayerError(f"{name!r} ({type(layer).__name__}): weight {variable.name} "
+                                                    f"is {tuple(variable.shape)} after the rebuild, {value.shape} "
+                                                    f"sliced")
+                    pairs.append((variable, value))
+        tf.keras.backend.batch_set_value(pairs)
     return new
 
 
@@ -216,12 +239,19 @@ def mask_model(model: tf.keras.Model, plan: PlanLike,
     """
     plan = _as_plan(model, plan)
     masks = plan.keep_masks()
+    config = copy.deepcopy(model.get_config())
+    configs = _layer_configs(config)
+    for name, layer in plan.graph.layers.items():
+        if name in configs and layer.weights:
+            _zero_initializers(configs[name]["config"])
+    _drop_build_configs(config)
     objects = custom_objects_of(model)
     objects.update(custom_objects or {})
     with tf.keras.utils.custom_object_scope(objects):
-        masked = tf.keras.models.clone_model(model)
-    masked.set_weights(model.get_weights())
+        masked = model.__class__.from_config(config)
+    tf.keras.backend.batch_set_value(list(zip(masked.weights, model.get_weights())))
+    masked_layers = leaf_layers(masked)
     for name in plan.graph.layers:
         in_keep, out_keep = layer_masks(plan.graph, masks, name)
-        zero_removed(resolve_layer(masked, name), in_keep, out_keep)
+        zero_removed(masked_layers[name], in_keep, out_keep)
     return masked
