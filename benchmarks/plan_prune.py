@@ -24,7 +24,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-MODELS = ("efficientnetb0", "efficientnetv2b0", "mobilenetv3small", "mobilenetv2", "regnetx002")
+MODELS = ("efficientnetb0", "efficientnetv2b0", "mobilenetv3small", "mobilenetv3small_minimalistic", "mobilenetv2",
+          "nested_mobilenetv2", "regnetx002", "convnexttiny")
 
 
 def build(name: str, size: int):
@@ -32,9 +33,17 @@ def build(name: str, size: int):
     import tensorflow as tf
 
     A, shape = tf.keras.applications, (size, size, 3)
+    if name == "nested_mobilenetv2":  # the transfer-learning pattern: the backbone is one layer of a head model
+        base = A.MobileNetV2(input_shape=shape, alpha=0.35, include_top=False, weights=None)
+        inputs = tf.keras.Input(shape)
+        x = tf.keras.layers.GlobalAveragePooling2D()(base(inputs))
+        return tf.keras.Model(inputs, tf.keras.layers.Dense(10, activation="softmax")(x))
     return {"efficientnetb0": lambda: A.EfficientNetB0(input_shape=shape, weights=None),
             "efficientnetv2b0": lambda: A.EfficientNetV2B0(input_shape=shape, weights=None),
             "mobilenetv3small": lambda: A.MobileNetV3Small(input_shape=shape, weights=None),
+            "mobilenetv3small_minimalistic": lambda: A.MobileNetV3Small(input_shape=shape, weights=None,
+                                                                        minimalistic=True),
+            "convnexttiny": lambda: A.ConvNeXtTiny(input_shape=shape, weights=None),
             "mobilenetv2": lambda: A.MobileNetV2(input_shape=shape, alpha=0.35, weights=None),
             "regnetx002": lambda: A.RegNetX002(input_shape=shape, weights=None)}[name]()
 

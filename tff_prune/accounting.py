@@ -26,8 +26,10 @@ which is what the paper's notebooks report. A multiply-accumulate counts as 2 FL
   (Sub, RealDiv, and a Maximum on the ``C`` standard deviations).
 - TF ops (``TFOpLambda``, e.g. ``x + 3``, ``x * (1/6)``, ``x + y``): add/subtract/multiply/divide/
   maximum/minimum ``E``; relu, relu6, sigmoid, tanh, identity: 0.
-- hard_sigmoid activation: ``4 * E``. LayerNormalization on the last axis: ``9 * E + 3 * E / C``
-  (the unfused ops). ConvNeXt's LayerScale: ``E`` (a Mul); StochasticDepth (inference): 0.
+- hard_sigmoid activation: ``4 * E``. LayerNormalization on the last axis: with epsilon >= 1.001e-5
+  Keras fuses it (FusedBatchNormV3, 0) and adds ``E`` each for the scale and the offset; with a
+  smaller epsilon (ConvNeXt's 1e-6) the unfused ops, ``9 * E + 3 * E / C``. ConvNeXt's LayerScale:
+  ``E`` (a Mul); StochasticDepth (inference): 0.
 - Grouped Conv2D (``groups > 1``): ``2 * H_out * W_out * kh * kw * (C_in / groups) * C_out`` plus
   bias. Keras runs these on CPU as an XLA-compiled function call, which the TF profiler counts as
   0 and whose output shape it cannot see, so it also misses ops downstream of them: on models
@@ -198,8 +200,11 @@ def layer_flops(model: tf.keras.Model) -> dict[str, int]:
         elif type(layer) is L.Normalization:
             flops = 2 * n_out + int(_output_shape(layer)[-1])
         elif type(layer) is L.LayerNormalization and list(np.atleast_1d(layer.axis)) in ([-1], [len(
-                _output_shape(layer)) - 1]):
-            flops = 9 * n_out + 3 * (n_out // int(_output_shape(layer)[-1]))
+                _output_shape(layer)) - 1]) and (layer.epsilon >= 1.001e-5 or (layer.scale and layer.center)):
+            if layer.epsilon >= 1.001e-5:  # Keras runs it as FusedBatchNormV3 (0) + the scale and the offset
+                flops = (int(layer.scale) + int(layer.center)) * n_out
+            else:  # the unfused ops (ConvNeXt's epsilon 1e-6)
+                flops = 9 * n_out + 3 * (n_out // int(_output_shape(layer)[-1]))
         elif type(layer).__name__ == "TFOpLambda":
             flops = _tf_op_flops(layer, n_out)
         elif isinstance(layer, _ZERO_FLOP):
