@@ -40,6 +40,28 @@ def test_round_bytes_are_float32_weights_times_clients():
 
 
 def test_unaccounted_layer_is_an_error():
-    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.LayerNormalization()])
-    with pytest.raises(ValueError, match="LayerNormalization"):
+    model = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Lambda(lambda t: t * 2.0, name="double")])
+    with pytest.raises(ValueError, match="'double' \\(Lambda\\)"):
         accounting.count_flops(model)
+
+
+def test_preprocessing_tf_ops_and_pointwise_dense_agree_with_the_tf_profiler():
+    L = tf.keras.layers
+    inputs = tf.keras.Input((6, 5, 3))
+    x = L.Rescaling(1 / 255.0, name="rescale")(inputs)
+    x = L.Normalization(axis=-1, mean=[0.1, 0.2, 0.3], variance=[1.0, 2.0, 3.0], name="norm")(x)
+    x = L.Conv2D(8, 1, name="conv")(x)
+    hs = tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+    x = L.Multiply(name="hard_swish")([x, hs])
+    x = L.Activation("hard_sigmoid", name="hsig")(x) + x
+    x = L.Dense(7, name="pointwise")(x)              # Dense on a 4-D input: every pixel
+    x = L.LayerNormalization(name="ln")(x)                         # fused (epsilon 1e-3)
+    x = L.LayerNormalization(epsilon=1e-6, name="ln_unfused")(x)   # ConvNeXt's
+    model = tf.keras.Model(inputs, L.Dense(2, name="head")(L.Flatten()(x)))
+    flops = accounting.layer_flops(model)
+    e = 6 * 5
+    assert flops["rescale"] == 2 * e * 3 and flops["norm"] == 2 * e * 3 + 3
+    assert flops["pointwise"] == 2 * e * 8 * 7 + e * 7
+    assert flops["ln"] == 2 * e * 7 and flops["ln_unfused"] == 9 * e * 7 + 3 * e
+    assert flops["tf.math.add"] == e * 8 and flops["tf.nn.relu6"] == 0 and flops["hsig"] == 4 * e * 8
+    assert accounting.count_flops(model) == profiler_flops(model)

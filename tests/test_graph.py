@@ -151,7 +151,7 @@ def test_dense_groups_are_left_alone_unless_asked():
 def test_barriers_are_reported_and_block_only_their_groups():
     inputs = tf.keras.Input((8, 8, 3))
     a = L.Conv2D(4, 3, padding="same", name="a")(inputs)
-    r = L.Reshape((8, 8, 4), name="reshape")(a)
+    r = L.Reshape((8, 16, 2), name="reshape")(a)  # changes the channel axis (one that keeps it passes)
     b = L.Conv2D(6, 3, padding="same", activation="sigmoid", name="b")(r)
     c = L.Conv2D(5, 3, name="c")(b)
     d = L.Lambda(lambda t: t * 2.0, name="double")(c)
@@ -213,19 +213,26 @@ def test_ratio_round_to_and_min_channels():
     plan = pruning.plan(model, pruning.ratio(0.25))
     g = next(g for g in plan.groups if g.producers == ("conv2",))
     np.testing.assert_array_equal(g.pruned_channels, np.sort(np.argsort(norms)[:16]))
-    # round_to 8: 64 - floor(0.3 * 64) = 45 kept -> 48, putting back the strongest removed channels.
-    g8 = next(g for g in pruning.plan(model, pruning.ratio(0.3), round_to=8).groups if g.producers == ("conv2",))
+    # round_to 8, up: 64 - floor(0.3 * 64) = 45 kept -> 48, putting back the strongest removed channels.
+    up = pruning.plan(model, pruning.ratio(0.3), round_to=8, round_mode="up")
+    g8 = next(g for g in up.groups if g.producers == ("conv2",))
     assert g8.kept == 48
     np.testing.assert_array_equal(g8.pruned_channels, np.sort(np.argsort(norms)[:16]))
+    # the default (Torch-Pruning's round_to): 45 kept -> 40, the weakest kept ones go too.
+    g8 = next(g for g in pruning.plan(model, pruning.ratio(0.3), round_to=8).groups if g.producers == ("conv2",))
+    assert g8.kept == 40
+    np.testing.assert_array_equal(g8.pruned_channels, np.sort(np.argsort(norms, kind="stable")[:24]))
     tiny = pruning.plan(model, pruning.ratio(0.99), min_channels=5)
     assert tiny.widths_after == {"conv1": 5, "conv2": 5, "classifier": 62}
 
 
 def test_round_to_keeps_the_paper_cnn_at_multiples_of_eight():
     model = get_model("cnn", "femnist", seed=7)
-    plan = pruning.plan(model, pruning.band(1.0), round_to=8)
-    assert all(w % 8 == 0 for name, w in plan.widths_after.items() if name != "classifier")
-    assert pruning.plan(model, pruning.band(1.0)).params_after <= plan.params_after
+    for mode in ("up", "down"):
+        plan = pruning.plan(model, pruning.band(1.0), round_to=8, round_mode=mode)
+        assert all(w % 8 == 0 for name, w in plan.widths_after.items() if name != "classifier")
+        unrounded = pruning.plan(model, pruning.band(1.0)).params_after
+        assert unrounded <= plan.params_after if mode == "up" else unrounded >= plan.params_after
 
 
 def test_round_down_turns_a_small_band_prune_into_a_multiple_of_eight():
@@ -233,9 +240,9 @@ def test_round_down_turns_a_small_band_prune_into_a_multiple_of_eight():
     band = pruning.plan(model, pruning.band(2.2))
     removed = {g.producers[0]: len(g.pruned_channels) for g in band.groups}
     assert 0 < removed["conv2"] < 8  # the paper's band removes a few outliers per round
-    up = pruning.plan(model, pruning.band(2.2), round_to=8)
+    up = pruning.plan(model, pruning.band(2.2), round_to=8, round_mode="up")
     assert up.widths_after["conv2"] == 64  # rounding up puts them all back
-    down = pruning.plan(model, pruning.band(2.2), round_to=8, round_mode="down")
+    down = pruning.plan(model, pruning.band(2.2), round_to=8)  # the default: the README's example prunes
     assert down.widths_after["conv2"] == 56 and "(down)" in down.criterion
     g = next(g for g in down.groups if g.producers == ("conv2",))
     b = next(g for g in band.groups if g.producers == ("conv2",))

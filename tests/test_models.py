@@ -48,7 +48,7 @@ def test_bad_widths_are_rejected(name, widths):
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+    with pytest.raises(ValueError, match="unknown model .vgg."):
         get_model("vgg", "femnist")
     with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
         get_model("cnn", "cifar")
@@ -58,3 +58,23 @@ def test_seeded_models_are_reproducible():
     a, b = get_model("inception", "celeba", seed=5), get_model("inception", "celeba", seed=5)
     for x, y in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name, params, flops", [("mobilenetv2", 412_770, 19_027_204),
+                                                 ("mobilenetv3small", 1_532_018, 21_300_956)])
+def test_keras_mobile_models_build_for_celeba_and_plan(name, params, flops):
+    model = get_model(name, "celeba", seed=0)
+    assert model.input_shape == (None, 84, 84, 3) and model.output_shape == (None, 2)
+    assert accounting.count_params(model) == params and accounting.count_flops(model) == flops
+    assert pruning.coverage(model) > 0.99
+    plan = pruning.plan(model, pruning.band(2.0), round_to=8)  # the README's example: rounds down, so it prunes
+    assert plan.params_after < plan.params_before
+    assert all(g.kept % 8 == 0 for g in plan.groups if len(g.pruned_channels))
+
+
+def test_keras_mobile_models_pad_femnist_to_32():
+    model = get_model("mobilenetv2", "femnist", seed=0)
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 62)
+    assert model.get_layer("pad_to_32").output_shape == (None, 32, 32, 1)
+    with pytest.raises(ValueError, match="takes no widths"):
+        get_model("mobilenetv3small", "femnist", widths=(8,))

@@ -6,9 +6,9 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from tff_prune.models import cnn, inception, resnet
+from tff_prune.models import cnn, inception, mobile, resnet
 
-MODEL_NAMES = ("cnn", "resnet", "inception")
+MODEL_NAMES = ("cnn", "resnet", "inception", "mobilenetv2", "mobilenetv3small")
 DATASETS = ("femnist", "celeba")
 _INPUT_SHAPES = {"femnist": (28, 28, 1), "celeba": (84, 84, 3)}
 _NUM_CLASSES = {"femnist": 62, "celeba": 2}
@@ -30,10 +30,15 @@ def num_classes(dataset: str) -> int:
 
 def get_model(name: str, dataset: str, widths: Sequence[int] | None = None,
               seed: int | None = None) -> tf.keras.Model:
-    """Builds model ``name`` (``cnn``, ``resnet``, ``inception``) for ``dataset`` (``femnist``, ``celeba``).
+    """Builds model ``name`` (``cnn``, ``resnet``, ``inception``, ``mobilenetv2``, ``mobilenetv3small``) for ``dataset``.
+
+    ``dataset`` is ``femnist`` or ``celeba``. The paper's three architectures are in
+    :mod:`tff_prune.models.cnn`, ``resnet``, ``inception``; the two Keras applications (weights=None)
+    in :mod:`tff_prune.models.mobile`.
 
     Args:
-      widths: conv widths in the authors' order (see each builder); None: the paper's.
+      widths: conv widths in the authors' order (see each builder); None: the paper's. Not
+        accepted by the Keras applications (prune them instead).
       seed: initialiser seed (None: global RNG).
 
     Raises:
@@ -48,4 +53,9 @@ def get_model(name: str, dataset: str, widths: Sequence[int] | None = None,
         return resnet.resnet7(widths or resnet.RESNET_WIDTHS, classes, shape, seed=seed)
     if name == "inception":
         return inception.inception(widths or inception.INCEPTION_WIDTHS, classes, shape, seed=seed)
+    if name in ("mobilenetv2", "mobilenetv3small"):
+        if widths is not None:
+            raise ValueError(f"model {name!r} takes no widths (a Keras application; prune it instead)")
+        build = mobile.mobilenetv2 if name == "mobilenetv2" else mobile.mobilenetv3small
+        return build(classes, shape, seed=seed)
     raise ValueError(f"unknown model {name!r}; known: {list(MODEL_NAMES)}")

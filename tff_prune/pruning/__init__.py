@@ -1,6 +1,8 @@
 """The pruning engine: plain Keras + NumPy, usable without TFF.
 
-- :func:`dependency_graph`: channel-dependency groups of a functional/Sequential model.
+- :func:`dependency_graph`: channel-dependency groups of a functional/Sequential model (nested
+  models walked into); :func:`coverage`: the share of filters in prunable groups;
+  :func:`register_layer_rule` / :func:`register_layer_slicer`: teach it a layer type of your own.
 - :func:`band`, :func:`band_low`, :func:`ratio`: criteria; :func:`plan` -> :class:`PruningPlan`.
 - :func:`prune_model` / :func:`mask_model`: structured surgery (inherit or re-init weights).
 - :class:`PruningController`: accept-on-parameter-drop with patience and a last prune round.
@@ -15,11 +17,14 @@ Example::
 from tff_prune.pruning.controller import ControllerState, Decision, PruningController
 from tff_prune.pruning.criteria import (Criterion, band, band_keep_mask, band_low, filter_l1, l1_filter_norms, ratio,
                                          widths_after)
-from tff_prune.pruning.graph import (DependencyGraph, DependencyGroup, UnsupportedLayerError, barriers,
-                                     dependency_graph)
-from tff_prune.pruning.planning import (PlannedGroup, PruningPlan, group_importance, plan, plan_from_channels,
-                                    plan_from_keep)
-from tff_prune.pruning.surgery import mask_model, prune_model
+from tff_prune.pruning.graph import (LAYER_RULES, DependencyGraph, DependencyGroup, LayerContext,
+                                     UnsupportedLayerError, barriers, coverage, dependency_graph, leaf_layers,
+                                     register_layer_rule, resolve_layer)
+from tff_prune.pruning.planning import (IMPORTANCES, PlannedGroup, PruningPlan, batchnorm_scale_importance,
+                                        group_importance, l1_and_batchnorm_importance, l1_importance, plan,
+                                        plan_from_channels, plan_from_keep)
+from tff_prune.pruning.slicing import register_layer_slicer
+from tff_prune.pruning.surgery import custom_objects_of, mask_model, prune_model
 
 
 def band_selection(model, k: float) -> dict:
@@ -32,8 +37,10 @@ def band_selection(model, k: float) -> dict:
 
 
 __all__ = [
-    "ControllerState", "Criterion", "Decision", "DependencyGraph", "DependencyGroup", "PlannedGroup",
-    "PruningController", "PruningPlan", "UnsupportedLayerError", "band", "band_keep_mask", "band_low", "band_selection",
-    "barriers", "dependency_graph", "filter_l1", "group_importance", "l1_filter_norms", "mask_model", "plan",
-    "plan_from_channels", "plan_from_keep", "prune_model", "ratio", "widths_after",
+    "IMPORTANCES", "LAYER_RULES", "ControllerState", "Criterion", "Decision", "DependencyGraph", "DependencyGroup",
+    "LayerContext", "PlannedGroup", "PruningController", "PruningPlan", "UnsupportedLayerError", "band",
+    "band_keep_mask", "band_low", "band_selection", "barriers", "batchnorm_scale_importance", "coverage",
+    "custom_objects_of", "dependency_graph", "filter_l1", "group_importance", "l1_and_batchnorm_importance",
+    "l1_filter_norms", "l1_importance", "leaf_layers", "mask_model", "plan", "plan_from_channels", "plan_from_keep",
+    "prune_model", "ratio", "register_layer_rule", "register_layer_slicer", "resolve_layer", "widths_after",
 ]

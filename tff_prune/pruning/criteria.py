@@ -147,13 +147,16 @@ def ratio(r: float) -> Criterion:
 def l1_filter_norms(model: tf.keras.Model) -> dict[str, np.ndarray]:
     """L1 norm of every filter of every Conv2D / SeparableConv2D that produces a prunable group.
 
+    Layers inside nested models are named ``"<nested model>/<layer>"``.
+
     Returns:
       dict from layer name to a float64 array of shape ``(filters,)``, in model order.
     """
     from tff_prune.pruning.graph import dependency_graph  # local: graph is the heavier module
-    names = {p for g in dependency_graph(model).groups if g.prunable for p in g.producers}
-    return {layer.name: filter_l1(layer) for layer in model.layers
-            if layer.name in names and type(layer) is not L.Dense}
+    graph = dependency_graph(model)
+    names = {p for g in graph.groups if g.prunable for p in g.producers}
+    return {name: filter_l1(layer) for name, layer in graph.layers.items()
+            if name in names and type(layer) is not L.Dense}
 
 
 def widths_after(model: tf.keras.Model, keep: Mapping[str, np.ndarray]) -> dict[str, int]:

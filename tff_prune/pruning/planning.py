@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
 from tff_prune.pruning.criteria import AGGREGATES, Criterion, filter_l1
-from tff_prune.pruning.graph import DependencyGraph, DependencyGroup, UnsupportedLayerError, dependency_graph
+from tff_prune.pruning.graph import (DependencyGraph, DependencyGroup, UnsupportedLayerError, dependency_graph,
+                                     resolve_layer)
 from tff_prune.pruning.slicing import slice_weights
 
 L = tf.keras.layers
@@ -67,7 +68,10 @@ class PlannedGroup:
         """Sorted filter indices of ``producer`` that survive (int64)."""
         keep = np.ones(self.channels, dtype=bool)
         keep[self.pruned_channels] = False
-        return np.sort(self.group.producer_index[producer][keep])
+        positions = self.group.producer_positions.get(producer)
+        if positions is None:
+            positions = self.group.producer_index[producer][:, None]
+        return np.sort(positions[keep].ravel())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +122,14 @@ class PruningPlan:
 
 
 def layer_masks(graph: DependencyGraph, masks: Mapping[str, np.ndarray],
-                layer: tf.keras.layers.Layer) -> tuple[np.ndarray, np.ndarray]:
-    """(input keep-mask, output keep-mask) of ``layer``; inputs of multi-input layers are all kept."""
-    ins = graph.layer_inputs.get(layer.name, [])
-    out = masks[layer.name]
+                layer: Union[tf.keras.layers.Layer, str]) -> tuple[np.ndarray, np.ndarray]:
+    """(input keep-mask, output keep-mask) of ``layer`` (a layer, or its qualified name in ``graph``).
+
+    Inputs of multi-input layers are all kept (no multi-input layer has weights on its inputs).
+    """
+    name = layer if isinstance(layer, str) else layer.name
+    ins = graph.layer_inputs.get(name, [])
+    out = masks[name]
     if len(ins) == 1:
         return masks[ins[0]], out
     return np.ones(0 if not ins else graph.channels[ins[0]], dtype=bool), out
@@ -129,21 +137,22 @@ def layer_masks(graph: DependencyGraph, masks: Mapping[str, np.ndarray],
 
 def _predict(model: tf.keras.Model, graph: DependencyGraph, masks: Mapping[str, np.ndarray]) -> int:
     total = 0
-    for layer in model.layers:
+    for name, layer in graph.layers.items():
         if not layer.weights:
             continue
-        in_keep, out_keep = layer_masks(graph, masks, layer)
-        if not len(in_keep):
-            in_keep = np.ones(1, dtype=bool)
+        in_keep, out_keep = layer_masks(graph, masks, name)
+        if in_keep.all() and out_keep.all():
+            total += int(layer.count_params())
+            continue
         total += sum(int(w.size) for w in slice_weights(layer, in_keep, out_keep))
     return total
 
 
-def _widths(model: tf.keras.Model, masks: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, int]:
+def _widths(graph: DependencyGraph, masks: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, int]:
     out = {}
-    for layer in model.layers:
+    for name, layer in graph.layers.items():
         if type(layer) in (L.Conv2D, L.SeparableConv2D, L.Dense):
-            out[layer.name] = int(masks[layer.name].sum()) if masks is not None else int(layer.output_shape[-1])
+            out[name] = int(masks[name].sum()) if masks is not None else int(graph.channels[name])
     return out
 
 
@@ -158,11 +167,15 @@ def _finish(model, graph, decisions: dict[int, tuple[np.ndarray, Optional[np.nda
     masks = graph.keep_masks(pruned)
     return PruningPlan(graph=graph, groups=groups, barriers=dict(graph.barriers),
                        params_before=int(model.count_params()), params_after=_predict(model, graph, masks),
-                       widths_before=_widths(model), widths_after=_widths(model, masks), criterion=criterion)
+                       widths_before=_widths(graph), widths_after=_widths(graph, masks), criterion=criterion)
 
 
 def group_importance(model: tf.keras.Model, group: DependencyGroup, aggregate: str = "sum") -> np.ndarray:
     """Importance of each canonical channel of ``group``: aggregate of its producers' filter L1 norms.
+
+    Every producer of the group counts (a residual stage's convs and shortcuts, an SE block's
+    gate conv); a channel that a grouped convolution ties to index ``j`` of every group scores
+    the sum of those filters' norms.
 
     Returns:
       float64 array ``(group.channels,)``.
@@ -172,15 +185,70 @@ def group_importance(model: tf.keras.Model, group: DependencyGroup, aggregate: s
     """
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {sorted(AGGREGATES)}, got {aggregate!r}")
-    scores = [filter_l1(model.get_layer(p))[group.producer_index[p]] for p in group.producers]
+    scores = []
+    for p in group.producers:
+        positions = group.producer_positions.get(p)
+        if positions is None:
+            positions = group.producer_index[p][:, None]
+        scores.append(filter_l1(resolve_layer(model, p))[positions].sum(axis=1))
     return AGGREGATES[aggregate](np.stack(scores), axis=0)
+
+
+def batchnorm_scale_importance(model: tf.keras.Model, graph: DependencyGraph, group: DependencyGroup) -> np.ndarray:
+    """Network slimming's importance (Liu et al., ICCV 2017): ``|gamma|`` of the group's BatchNormalizations.
+
+    The sum over every BatchNormalization with a scale in the group (a channel that several
+    BN layers normalize scores the sum of its ``|gamma|``). A group without one scores by
+    :func:`group_importance` (filter L1), so every group gets a score.
+
+    Returns:
+      float64 array ``(group.channels,)``.
+    """
+    total = np.zeros(group.channels, dtype=np.float64)
+    found = False
+    for name in group.channel_wise:
+        layer = graph.layers.get(name)
+        if type(layer) is L.BatchNormalization and layer.scale:
+            gamma = np.abs(layer.gamma.numpy().astype(np.float64))
+            total += gamma[graph.positions(group, graph.layer_inputs[name][0])].sum(axis=1)
+            found = True
+    return total if found else group_importance(model, group)
+
+
+def l1_importance(model: tf.keras.Model, graph: DependencyGraph, group: DependencyGroup) -> np.ndarray:
+    """The default importance: :func:`group_importance` (sum of the producers' filter L1 norms)."""
+    return group_importance(model, group)
+
+
+def l1_and_batchnorm_importance(model: tf.keras.Model, graph: DependencyGraph, group: DependencyGroup) -> np.ndarray:
+    """Filter L1 times BatchNormalization ``|gamma|`` (each normalized to mean 1 in the group), per channel."""
+    a = group_importance(model, group)
+    b = batchnorm_scale_importance(model, graph, group)
+    return a / max(a.mean(), 1e-30) * (b / max(b.mean(), 1e-30))
+
+
+IMPORTANCES: dict[str, Callable] = {"l1": l1_importance, "bn_scale": batchnorm_scale_importance,
+                                    "l1_bn_scale": l1_and_batchnorm_importance}
+
+
+def _importance_fn(importance, aggregate: str) -> Callable:
+    if importance is None or importance == "l1":
+        return lambda model, graph, group: group_importance(model, group, aggregate)
+    if isinstance(importance, str):
+        if importance not in IMPORTANCES:
+            raise ValueError(f"importance must be one of {sorted(IMPORTANCES)} or a callable, got {importance!r}")
+        return IMPORTANCES[importance]
+    if not callable(importance):
+        raise ValueError(f"importance must be one of {sorted(IMPORTANCES)} or a callable, got {importance!r}")
+    return importance
 
 
 ROUND_MODES = ("up", "down")  # see plan(); "final" (config only) rounds down once when pruning stops
 
 
 def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, round_to: int = 1,
-         aggregate: str = "sum", include_dense: bool = False, round_mode: str = "up") -> PruningPlan:
+         aggregate: str = "sum", include_dense: bool = False, round_mode: str = "down",
+         importance: Union[None, str, Callable] = None) -> PruningPlan:
     """Plans a structured prune of ``model`` with ``criterion`` applied to every prunable group.
 
     Args:
@@ -190,13 +258,20 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
       min_channels: fewest channels a group keeps (>= 1).
       round_to: each group keeps a multiple of this many channels (>= 1). 8 suits XNNPACK's SIMD
         kernels.
-      round_mode: ``"up"``: put back the most important removed channels up to the next multiple
-        (a group whose width is below it keeps all its channels); a criterion that removes fewer
-        than ``round_to`` channels of a group then removes none. ``"down"``: every group ends at
+      round_mode: ``"down"`` (the default, Torch-Pruning's ``round_to``): every group ends at
         the multiple at or below what the criterion keeps (at least ``round_to``, and
         ``min_channels`` rounded up) by also removing its least important kept channels; with
-        ``ratio(0)`` this only trims groups whose width is not a multiple.
-      aggregate: how producers' filter norms combine into a channel's importance.
+        ``ratio(0)`` this only trims groups whose width is not a multiple. ``"up"``: put back the
+        most important removed channels up to the next multiple (a group whose width is below it
+        keeps all its channels); a criterion that removes fewer than ``round_to`` channels of a
+        group then removes none.
+      aggregate: how producers' filter norms combine into a channel's importance (default
+        importance only).
+      importance: how channels are scored, per group: None or ``"l1"`` (the producers' filter L1
+        norms, :func:`group_importance`), ``"bn_scale"`` (BatchNormalization ``|gamma|``, network
+        slimming: :func:`batchnorm_scale_importance`), ``"l1_bn_scale"`` (their product), or a
+        callable ``importance(model, graph, group) -> float array (group.channels,)`` (higher =
+        more important).
       include_dense: also prune groups produced only by Dense layers (hidden units). Off by
         default: the paper prunes convolution filters only.
 
@@ -204,7 +279,8 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
       a :class:`PruningPlan` (``params_after`` is exact for the pruned model).
 
     Raises:
-      ValueError: ``min_channels`` or ``round_to`` < 1, unknown ``aggregate`` or ``round_mode``.
+      ValueError: ``min_channels`` or ``round_to`` < 1, unknown ``aggregate``, ``round_mode`` or
+        ``importance``, or an importance callable that returns the wrong shape or non-finite values.
       UnsupportedLayerError: the model is subclassed.
     """
     if round_mode not in ROUND_MODES:
@@ -213,14 +289,19 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
         raise ValueError(f"min_channels must be an integer >= 1, got {min_channels!r}")
     if int(round_to) != round_to or round_to < 1:
         raise ValueError(f"round_to must be an integer >= 1, got {round_to!r}")
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {sorted(AGGREGATES)}, got {aggregate!r}")
+    score = _importance_fn(importance, aggregate)
     graph = dependency_graph(model)
     decisions = {}
     for g in graph.groups:
         if not g.prunable:
             continue
-        if not include_dense and all(type(model.get_layer(p)) is L.Dense for p in g.producers):
+        if not include_dense and all(type(graph.layers[p]) is L.Dense for p in g.producers):
             continue
-        s = group_importance(model, g, aggregate)
+        s = np.asarray(score(model, graph, g), dtype=np.float64)
+        if s.shape != (g.channels,) or not np.all(np.isfinite(s)):
+            raise ValueError(f"importance for group {g.id} must be {g.channels} finite floats, got shape {s.shape}")
         keep = criterion.keep_mask(s)
         target = max(int(keep.sum()), min(int(min_channels), g.channels))
         if round_to > 1 and round_mode == "down" and (target < g.channels or g.channels % round_to):
@@ -238,8 +319,10 @@ def plan(model: tf.keras.Model, criterion: Criterion, *, min_channels: int = 1, 
             kept = np.flatnonzero(keep)
             keep[kept[np.argsort(s[kept], kind="stable")][:int(keep.sum()) - target]] = False
         decisions[g.id] = (np.flatnonzero(~keep), s)
+    name = importance if isinstance(importance, str) else getattr(importance, "__name__", "l1")
     desc = (f"{criterion}, min_channels={min_channels}, round_to={round_to}"
-            + (f" ({round_mode})" if round_to > 1 else "") + f", aggregate={aggregate}")
+            + (f" ({round_mode})" if round_to > 1 else "") + f", aggregate={aggregate}"
+            + (f", importance={name}" if importance not in (None, "l1") else ""))
     return _finish(model, graph, decisions, desc)
 
 
@@ -255,7 +338,7 @@ def _group_for(graph: DependencyGraph, key: Union[int, str]) -> DependencyGroup:
     return g
 
 
-def _check(group: DependencyGroup, idx, what: str) -> np.ndarray:
+def _check(group: DependencyGroup, idx, what: str, limit: Optional[int] = None) -> np.ndarray:
     if not group.prunable:
         raise UnsupportedLayerError(f"group {group.id} ({', '.join(group.tensors[:3])}...) cannot be pruned: "
                                     f"{group.reason}")
@@ -263,9 +346,10 @@ def _check(group: DependencyGroup, idx, what: str) -> np.ndarray:
     if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{what} must be a 1-D sequence of integer channel indices, got {arr.dtype} {arr.shape}")
     arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= group.channels):
-        bad = arr[(arr < 0) | (arr >= group.channels)]
-        raise ValueError(f"{what} has indices outside [0, {group.channels}): {bad}")
+    limit = group.channels if limit is None else limit
+    if arr.size and (arr.min() < 0 or arr.max() >= limit):
+        bad = arr[(arr < 0) | (arr >= limit)]
+        raise ValueError(f"{what} has indices outside [0, {limit}): {bad}")
     if len(np.unique(arr)) != len(arr):
         raise ValueError(f"{what} has duplicate indices")
     return arr
@@ -286,10 +370,16 @@ def plan_from_channels(model: tf.keras.Model, pruned: Mapping[Union[int, str], S
     decisions = {}
     for key, idx in pruned.items():
         g = _group_for(graph, key)
-        arr = _check(g, idx, f"pruned[{key!r}]")
         if isinstance(key, str):
-            inverse = np.argsort(g.producer_index[key])
-            arr = inverse[arr]
+            arr = _check(g, idx, f"pruned[{key!r}]", limit=graph.channels[key])
+            positions = g.producer_positions.get(key, g.producer_index[key][:, None])
+            canonical = np.full(graph.channels[key], -1, dtype=np.int64)
+            for k, row in enumerate(positions):
+                canonical[row] = k
+            arr = np.unique(canonical[arr])  # a filter removes its whole coupled channel
+            arr = arr[arr >= 0]
+        else:
+            arr = _check(g, idx, f"pruned[{key!r}]")
         if len(arr) >= g.channels:
             raise ValueError(f"pruned[{key!r}] removes all {g.channels} channels; at least one must stay")
         decisions[g.id] = (arr, None)
@@ -306,13 +396,13 @@ def plan_from_keep(model: tf.keras.Model, keep: Mapping[str, Sequence[int]]) -> 
     graph = dependency_graph(model)
     pruned = {}
     for name, idx in keep.items():
-        if name not in {layer.name for layer in model.layers}:
+        if name not in graph.layers:
             raise ValueError(f"keep names layer {name!r}, which is not in the model")
         g = graph.group_of(name)
         if g is None or name not in g.producers:
             raise UnsupportedLayerError(f"layer {name!r} cannot be pruned: it produces no channels")
-        arr = _check(g, idx, f"keep[{name!r}]")
+        arr = _check(g, idx, f"keep[{name!r}]", limit=graph.channels[name])
         if arr.size == 0:
             raise ValueError(f"keep[{name!r}] is empty; at least one filter must stay")
-        pruned[name] = np.setdiff1d(np.arange(g.channels), arr)
+        pruned[name] = np.setdiff1d(np.arange(graph.channels[name]), arr)
     return plan_from_channels(model, pruned)

@@ -6,7 +6,11 @@ Keras' (``tf.keras.layers`` docs): Conv2D kernel ``(kh, kw, c_in, c_out)``, Dens
 ``(c_in, c_out)``, SeparableConv2D depthwise ``(kh, kw, c_in, m)`` and pointwise
 ``(1, 1, c_in*m, c_out)``, DepthwiseConv2D kernel ``(kh, kw, c_in, m)`` with bias
 ``(c_in*m,)`` (output channel ``c*m + j`` comes from input channel ``c``),
-BatchNormalization vectors ``(c,)``, PReLU alpha ``input_shape[1:]`` (shared axes 1).
+BatchNormalization vectors ``(c,)``, PReLU alpha ``input_shape[1:]`` (shared axes 1), grouped
+Conv2D kernel ``(kh, kw, c_in / groups, c_out)`` (input channel ``k * c_in/groups + j`` is row ``j``
+of group ``k``).
+
+Layer types of your own with per-channel weights: :func:`register_layer_slicer`.
 """
 
 from __future__ import annotations
@@ -14,9 +18,43 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from typing import Callable
+
 from tff_prune.pruning.graph import UnsupportedLayerError
 
 L = tf.keras.layers
+Slicer = Callable[[tf.keras.layers.Layer, np.ndarray, np.ndarray], list]
+Zeroer = Callable[[tf.keras.layers.Layer, np.ndarray, np.ndarray], None]
+SLICERS: dict[type, tuple[Slicer, Zeroer]] = {}
+
+
+def register_layer_slicer(layer_type: type, slice_fn: Slicer, zero_fn: Zeroer) -> None:
+    """Weight slicing for a layer type of your own (used with :func:`~tff_prune.pruning.register_layer_rule`).
+
+    Args:
+      layer_type: the exact layer class.
+      slice_fn: ``slice_fn(layer, in_keep, out_keep) -> list of numpy arrays`` in ``get_weights()`` order,
+        with the removed channels left out (``in_keep``/``out_keep``: bool masks over the last axis of
+        the layer's input and output).
+      zero_fn: ``zero_fn(layer, in_keep, out_keep) -> None``: zeroes in place the weights that make the
+        removed output channels, so the masked model's output is 0 there (or does nothing, if the
+        layer's rule says 0 in gives 0 out).
+    """
+    SLICERS[layer_type] = (slice_fn, zero_fn)
+
+
+def _grouped_in_keep(layer, in_keep: np.ndarray) -> np.ndarray:
+    """Keep-mask of the kernel's input axis of a Conv2D with ``groups`` (rows shared by every group)."""
+    g = int(layer.groups)
+    if g == 1:
+        return in_keep
+    per = in_keep.size // g
+    if per == 1:  # depthwise-like: the kernel has one input row
+        return np.ones(1, dtype=bool)
+    rows = in_keep.reshape(g, per)
+    if not (rows == rows[0]).all():
+        raise UnsupportedLayerError(f"{layer.name!r}: removed input channels differ between its {g} groups")
+    return rows[0]
 
 
 def _var_name(variable) -> str:
@@ -42,7 +80,12 @@ def slice_weights(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: n
     if not w or (in_keep.all() and out_keep.all()):
         return w
     t = type(layer)
-    if t in (L.Conv2D, L.Dense):
+    if t in SLICERS:
+        return SLICERS[t][0](layer, in_keep, out_keep)
+    if t is L.Conv2D:
+        kernel = np.compress(out_keep, np.compress(_grouped_in_keep(layer, in_keep), w[0], axis=-2), axis=-1)
+        return [kernel] + [b[out_keep] for b in w[1:]]
+    if t is L.Dense:
         kernel = np.compress(out_keep, np.compress(in_keep, w[0], axis=-2), axis=-1)
         return [kernel] + [b[out_keep] for b in w[1:]]
     if t is L.SeparableConv2D:
@@ -70,6 +113,9 @@ def zero_removed(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: np
     t = type(layer)
     drop_out, drop_in = ~out_keep, ~in_keep
     if not layer.weights or not (drop_out.any() or drop_in.any()):
+        return
+    if t in SLICERS:
+        SLICERS[t][1](layer, in_keep, out_keep)
         return
     w = layer.get_weights()
     if t in (L.Conv2D, L.Dense) and drop_out.any():

@@ -1,0 +1,62 @@
+"""Mobile CNNs from ``tf.keras.applications`` (weights=None) built for the datasets' input shapes.
+
+- ``mobilenetv2``: MobileNetV2 with width multiplier ``alpha = 0.35`` (inverted residuals,
+  depthwise convolutions, ReLU6).
+- ``mobilenetv3small``: MobileNetV3Small (squeeze-excitation, hard-swish as TF ops), without
+  its built-in Rescaling (the data pipelines already give ``image / 255``).
+
+Both end in ``softmax`` like the paper's models. Keras requires at least 32x32 inputs, so
+FEMNIST's 28x28 images are zero-padded to 32x32 by a ``ZeroPadding2D`` first layer (part of
+the model). Keras applications take no initializer seed: with ``seed``,
+``tf.keras.utils.set_random_seed(seed)`` runs before building (it also seeds Python's and
+NumPy's global generators), which makes the weights reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import tensorflow as tf
+
+MOBILENETV2_ALPHA = 0.35
+
+
+def _input(shape: tuple[int, int, int]):
+    inputs = tf.keras.Input(shape, name="image")
+    pad = max(0, 32 - min(shape[0], shape[1]))
+    if not pad:
+        return inputs, inputs
+    return inputs, tf.keras.layers.ZeroPadding2D(((pad // 2, pad - pad // 2),) * 2, name="pad_to_32")(inputs)
+
+
+def mobilenetv2(num_classes: int, input_shape: tuple[int, int, int], alpha: float = MOBILENETV2_ALPHA,
+                seed: Optional[int] = None) -> tf.keras.Model:
+    """MobileNetV2 (``alpha``, default 0.35), ``weights=None``, ``num_classes`` softmax outputs.
+
+    Args:
+      num_classes: output classes; input_shape: ``(H, W, C)`` of one float32 example.
+
+    Returns:
+      a functional ``tf.keras.Model`` mapping ``(batch, H, W, C)`` float32 to ``(batch, num_classes)``
+      probabilities.
+    """
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    inputs, x = _input(input_shape)
+    return tf.keras.applications.MobileNetV2(input_tensor=x, alpha=alpha, weights=None, classes=num_classes,
+                                             classifier_activation="softmax")
+
+
+def mobilenetv3small(num_classes: int, input_shape: tuple[int, int, int],
+                     seed: Optional[int] = None) -> tf.keras.Model:
+    """MobileNetV3Small (alpha 1.0), ``weights=None``, no built-in Rescaling, ``num_classes`` softmax outputs.
+
+    Returns:
+      a functional ``tf.keras.Model`` mapping ``(batch, H, W, C)`` float32 to ``(batch, num_classes)``
+      probabilities.
+    """
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    inputs, x = _input(input_shape)
+    return tf.keras.applications.MobileNetV3Small(input_tensor=x, weights=None, classes=num_classes,
+                                                  include_preprocessing=False, classifier_activation="softmax")
