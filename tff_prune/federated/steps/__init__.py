@@ -2,7 +2,8 @@
 
 :func:`build_steps` is the one place that knows which steps exist and which a configuration uses:
 
-- ``QuantizationAware`` (``--qat-rounds``) first: it freezes the architecture before pruning decides;
+- ``FiniteGuard`` first, in every run: a NaN/inf aggregate or loss stops the run before other steps see it;
+- ``QuantizationAware`` (``--qat-rounds``): it freezes the architecture before pruning decides;
 - then the run's pruning step: ``AutoPruning`` (``--schedule auto``, the default), ``PaperPruning``
   (``--schedule paper``), ``MagnitudeMasks`` (``--method magnitude``), or none (``--no-prune``).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from tff_prune.config import ExperimentConfig
 from tff_prune.federated.steps.auto import AutoPruning
 from tff_prune.federated.steps.base import RoundInfo, RunState, ServerStep
+from tff_prune.federated.steps.finite import DivergenceError, FiniteGuard
 from tff_prune.federated.steps.magnitude_masks import MagnitudeMasks
 from tff_prune.federated.steps.quantization import QuantizationAware
 from tff_prune.federated.steps.structured import PaperPruning, no_prune_decision
@@ -21,7 +23,7 @@ PRUNING_STEPS = {"auto": AutoPruning, "paper": PaperPruning}
 
 def build_steps(config: ExperimentConfig) -> list[ServerStep]:
     """The steps of a run, in the order their hooks are called."""
-    steps: list[ServerStep] = []
+    steps: list[ServerStep] = [FiniteGuard(config)]
     if config.qat_rounds:
         steps.append(QuantizationAware(config))
     if config.prune:
@@ -29,5 +31,5 @@ def build_steps(config: ExperimentConfig) -> list[ServerStep]:
     return steps
 
 
-__all__ = ["AutoPruning", "MagnitudeMasks", "PaperPruning", "QuantizationAware", "RoundInfo", "RunState",
+__all__ = ["AutoPruning", "DivergenceError", "FiniteGuard", "MagnitudeMasks", "PaperPruning", "QuantizationAware", "RoundInfo", "RunState",
            "ServerStep", "build_steps", "no_prune_decision"]
