@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 
-from tests.test_cli import QUICK, SCRIPT
 from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.federated import checkpoint, loop
 from tff_prune.federated.checkpoint import CheckpointError
@@ -20,6 +19,10 @@ from tff_prune.federated.steps import DivergenceError
 from tff_prune.report import read_metrics
 
 pytestmark = pytest.mark.integration
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "run_simulation.py")
+QUICK = ["--rounds", "2", "--clients-per-round", "3", "--local-epochs", "1", "--max-clients", "12", "--seed", "0",
+         "--k", "1.0", "--schedule", "paper", "--latency-runs", "20", "--tflite-variants", "int8", "--quiet"]
 
 
 def make_config(tmp_path, name, **kw):
