@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -49,14 +50,52 @@ def _print_summary(s: dict) -> None:
               f"top-1 agreement {100 * v['top1_agreement']:5.1f}%  max|diff| {v['max_abs_diff']:.1e}{acc}{flag}")
 
 
+EXIT_CODES = {
+    0: "the run finished and was exported",
+    2: "bad flags, data, output folder or checkpoint (refused before any round ran, or --resume refused)",
+    4: "a --workers worker is unreachable, died or froze (continue with --resume)",
+    5: "training diverged: a round's aggregate or loss is NaN/inf (the checkpoint keeps the last finite round)",
+    6: "the output folder is in use by another run (its PID is named)",
+    130: "interrupted (Ctrl-C); continue with --resume",
+    143: "terminated (SIGTERM); continue with --resume",
+}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Runs the CLI; returns the process exit code (2 for bad flags or data)."""
+    """Runs the CLI; returns the process exit code (:data:`EXIT_CODES`).
+
+    TFF's local ``worker_binary`` is stopped on every way out: ordinary exits here, a SIGTERM (turned into
+    exit 143), and SIGKILL or a crash of this process through the watcher of ``federated/reaper.py``.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    from tff_prune.federated import reaper, rundir
+
     try:
         config = config_from_args(args)
+        rundir.check_output_dir(config.output_dir)
     except ConfigError as e:
         parser.error(str(e))
+    previous_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with rundir.claim(config.output_dir):
+            reaper.start()
+            return _run(parser, args, config)
+    except ConfigError as e:  # the output folder cannot be created or written
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except rundir.OutputDirBusy as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 6
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(143)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, config: ExperimentConfig) -> int:
     from tff_prune.tf_logging import import_tensorflow
 
     import_tensorflow()  # without TF 2.14's CUDA-registration noise; TF's C++ INFO/WARNING lines off
@@ -77,6 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from tff_prune.federated.checkpoint import CheckpointError
     from tff_prune.federated.distributed import WorkerError
     from tff_prune.federated.process import stop_worker_processes
+    from tff_prune.federated.steps import DivergenceError
 
     try:
         data = loop.load_data(config)
@@ -88,6 +128,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
+    except DivergenceError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 5
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; continue with --resume --output-dir {config.output_dir}",
+              file=sys.stderr)
+        return 130
     except WorkerError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         stop_worker_processes()

@@ -20,14 +20,39 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import Optional, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def port_in_use(port: int) -> str:
+    """Why ``port`` cannot be served on all interfaces ('' if it can): worker_binary would start, fail to bind
+    (gRPC logs the error) and keep running without serving.
+
+    Binds a probe socket to the wildcard address, IPv6 dual-stack where the host has IPv6, as gRPC does.
+    """
+    families = [(socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")] if socket.has_ipv6 else \
+        [(socket.AF_INET, "0.0.0.0")]
+    for family, host in families:
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this host: try IPv4
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC: TIME_WAIT does not count
+            s.bind((host, port))
+            return ""
+        except OSError as e:
+            return e.strerror or str(e)
+        finally:
+            s.close()
+    return ""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Parses flags and execs the worker (returns 2 on bad input; does not return otherwise)."""
+    """Parses flags and execs the worker (exit 2 on bad input or a busy --port; does not return otherwise)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, required=True, help="TCP port to serve on (1-65535)")
     p.add_argument("--max-concurrent-computation-calls", type=int, default=-1,
@@ -36,6 +61,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     if not 0 < args.port < 65536:
         p.error(f"--port: must be in 1..65535, got {args.port}")
+    busy = port_in_use(args.port)
+    if busy:
+        p.error(f"--port: {args.port} is already in use ({busy}); another worker may be running there: stop it, "
+                f"or choose another --port")
     from tff_prune.federated.distributed import WORKER_BINARY, worker_command
 
     if not os.access(WORKER_BINARY, os.X_OK):

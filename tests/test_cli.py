@@ -115,6 +115,10 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     (["--weights", "reinit"], "--weights: reinit is the paper's architecture search; it needs --schedule paper"),
     (["--client-optimizer", "rmsprop"],
      "--client-optimizer: unknown client optimizer 'rmsprop'; choose one of adam, sgd"),
+    (["--client-lr", "inf"], "--client-lr: must be a finite number, got inf"),
+    (["--k", "inf"], "--k: must be a finite number, got inf"),
+    (["--server-lr", "nan"], "--server-lr: must be a finite number, got nan"),
+    (["--round-timeout", "inf"], "--round-timeout: must be a finite number, got inf"),
 ])
 def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path, capsys):
     from scripts import run_simulation

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Mapping, Optional
 
@@ -259,6 +260,11 @@ class ExperimentConfig:
         def fail(flag, msg):
             raise ConfigError(f"--{flag}: {msg}")
 
+        for f in dataclasses.fields(self):  # inf/nan pass every `x > 0` test below; no setting means them
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(_flag_of(f)[2:], f"must be a finite number, got {value!r}")
+
         if self.dataset not in DATASETS:
             fail("dataset", f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
         if self.model not in MODELS:
@@ -331,8 +337,9 @@ class ExperimentConfig:
                 fail("workers", f"{e}; give host:port,host:port of workers started with scripts/run_worker.py")
         if not (self.round_timeout > 0):
             fail("round-timeout", f"must be > 0 seconds, got {self.round_timeout!r}")
-        if not self.output_dir:
-            fail("output-dir", "must not be empty")
+        if not self.output_dir or not self.output_dir.strip():
+            fail("output-dir", f"must name a folder, got {self.output_dir!r} (an empty name would write the run "
+                               f"into the current directory)")
         if self.schedule not in SCHEDULES:
             fail("schedule", f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if not isinstance(self.val_clients, int) or isinstance(self.val_clients, bool) or self.val_clients < 1:
@@ -381,5 +388,18 @@ class ExperimentConfig:
                 continue
             a, b = getattr(self, f.name), getattr(saved, f.name)
             if a != b:
-                out.append(f"--{f.name.replace('_', '-')} (checkpoint: {json.dumps(b)}, now: {json.dumps(a)})")
+                out.append(f"{_flag_of(f)} (checkpoint: {_shown_value(f, b)}, now: {_shown_value(f, a)})")
         return out
+
+
+def _flag_of(f: dataclasses.Field) -> str:
+    """The command-line flag of a field (``prune`` -> ``--no-prune``); ``tff_prune.flags.flag_name`` uses it."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _shown_value(f: dataclasses.Field, value: Any) -> str:
+    """A value as the command line gives it: on/off switches read ``given`` / ``not given``."""
+    if isinstance(value, bool):
+        given = value != f.default  # a switch flips its field's default
+        return "given" if given else "not given"
+    return json.dumps(value)

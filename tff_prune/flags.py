@@ -20,8 +20,8 @@ TYPES = {"int": int, "float": float, "str": str, "Optional[int]": int, "Optional
 # Flags of the run command that are not settings of the experiment (they do not enter the checkpoint).
 RUN_ONLY = (
     ("--resume", dict(action="store_true"), "off",
-     "continue an interrupted run from its last finished round (only `--rounds` may change)"),
-    ("--overwrite", dict(action="store_true"), "off", "start afresh in an output folder that already holds a run"),
+     "continue an interrupted run from its last finished round (only `--rounds` may change); a run killed during its export is exported again"),
+    ("--overwrite", dict(action="store_true"), "off", "start afresh in an output folder that already holds a run (its run files are removed first)"),
     ("--tflite-variants", dict(default="float32,float16,dynamic,int8"), "`float32,float16,dynamic,int8`",
      "TFLite variants of the final model (float32 is always written); also `sparse` (float32 in TFLite's sparse "
      "format, for `--method magnitude`)"),

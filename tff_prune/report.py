@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from typing import Iterable, Mapping, Sequence
@@ -41,9 +42,28 @@ def atomic_write_bytes(path: str, data: bytes) -> str:
     return path
 
 
+def strict_json(obj):
+    """``obj`` with every NaN or infinite float replaced by None, so that it dumps to strict JSON.
+
+    Python's ``json`` writes such floats as the tokens ``NaN`` / ``Infinity``, which are not JSON
+    (``jq``, JavaScript and most readers refuse them); the files here hold ``null`` instead.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def _dumps(obj, **kw) -> str:
+    return json.dumps(strict_json(obj), allow_nan=False, **kw)
+
+
 def write_json(path: str, obj) -> str:
-    """Writes ``obj`` as indented JSON, atomically."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    """Writes ``obj`` as indented strict JSON (non-finite floats as null, :func:`strict_json`), atomically."""
+    return atomic_write_bytes(path, (_dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def read_json(path: str):
@@ -53,14 +73,14 @@ def read_json(path: str):
 
 
 def write_metrics(path: str, records: Iterable[Mapping]) -> str:
-    """Replaces ``metrics.jsonl`` with ``records`` (one JSON object per line), atomically."""
-    return atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
+    """Replaces ``metrics.jsonl`` with ``records`` (one strict JSON object per line), atomically."""
+    return atomic_write_bytes(path, "".join(_dumps(r) + "\n" for r in records).encode())
 
 
 def append_metrics(path: str, record: Mapping) -> None:
-    """Appends one round's record to ``metrics.jsonl`` and fsyncs it."""
+    """Appends one round's record to ``metrics.jsonl`` (strict JSON: non-finite floats as null) and fsyncs it."""
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(_dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

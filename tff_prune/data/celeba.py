@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tff_prune.data.client_data import (DataError, FederatedData, default_cache_root, file_digest, fix_hint,
-                                        packed_file, read_npz, write_sqlite)
+                                        ensure_sqlite, packed_file, read_npz, write_sqlite)
 
 PACKED_FILE = "celeba_wild_crops84_276ids.npz"
 SQLITE_FILE = "celeba.sqlite"  # the name TFF's celeba.load_data looks for
@@ -128,26 +128,28 @@ def build_sqlite_cache(data_dir: str, cache_root: Optional[str] = None) -> str:
     path = packed_path(data_dir)
     cache_dir = os.path.join(cache_root or default_cache_root(), f"celeba-{file_digest(path)}")
     db_path = os.path.join(cache_dir, SQLITE_FILE)
-    if os.path.isfile(db_path):
-        return cache_dir
-    arrays = load_packed(data_dir)
-    names = [tff_attribute_name(str(n)) for n in arrays["attribute_names"]]
-    os.makedirs(cache_dir, exist_ok=True)
-    celeb = arrays["celeb_id"]
-    train_ids, test_ids = client_split(celeb)
-    test_set = set(test_ids)
 
-    def rows():
-        for cid in sorted({str(c) for c in celeb}, key=int):
-            idx = np.flatnonzero(celeb == int(cid))
-            protos = [_example_proto(img, arrays["attributes_pm1"][i], names)
-                      for img, i in zip(decode(arrays, idx), idx)]
-            yield ("split_by_clients_test" if cid in test_set else "split_by_clients_train"), cid, protos
-            n_test = max(1, int(round(TEST_CLIENT_FRACTION * len(idx))))
-            yield "split_by_examples_train", cid, protos[:-n_test]
-            yield "split_by_examples_test", cid, protos[-n_test:]
+    def build():
+        arrays = load_packed(data_dir)
+        names = [tff_attribute_name(str(n)) for n in arrays["attribute_names"]]
+        os.makedirs(cache_dir, exist_ok=True)
+        celeb = arrays["celeb_id"]
+        train_ids, test_ids = client_split(celeb)
+        test_set = set(test_ids)
 
-    write_sqlite(db_path, rows())
+        def rows():
+            for cid in sorted({str(c) for c in celeb}, key=int):
+                idx = np.flatnonzero(celeb == int(cid))
+                protos = [_example_proto(img, arrays["attributes_pm1"][i], names)
+                          for img, i in zip(decode(arrays, idx), idx)]
+                yield ("split_by_clients_test" if cid in test_set else "split_by_clients_train"), cid, protos
+                n_test = max(1, int(round(TEST_CLIENT_FRACTION * len(idx))))
+                yield "split_by_examples_train", cid, protos[:-n_test]
+                yield "split_by_examples_test", cid, protos[-n_test:]
+
+        write_sqlite(db_path, rows())
+
+    ensure_sqlite(db_path, build, "CelebA")
     return cache_dir
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import sqlite3
 import tempfile
@@ -106,6 +107,72 @@ def write_sqlite(db_path: str, splits: Iterable[tuple[str, str, Sequence[bytes]]
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def sqlite_problem(db_path: str) -> Optional[str]:
+    """What is wrong with a cache file that should be a TFF ``SqlClientData`` database (None: looks sound).
+
+    Checks, without reading the examples: the 16-byte SQLite header, that the file size is the header's
+    page size x page count (a truncated or padded copy fails), that both tables exist and that
+    ``client_metadata`` has rows.
+
+    Returns:
+      a short description of the first problem found, or None.
+    """
+    try:
+        size = os.path.getsize(db_path)
+        with open(db_path, "rb") as f:
+            header = f.read(100)
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if size == 0:
+        return "empty (0 bytes)"
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        return "not an SQLite database (bad header)"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if pages and size != page_size * pages:
+        return f"truncated or padded ({size} bytes, the header says {pages} pages of {page_size})"
+    try:
+        con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = {"examples", "client_metadata"} - tables
+            if missing:
+                return f"missing tables {sorted(missing)}"
+            if not con.execute("SELECT count(*) FROM client_metadata").fetchone()[0]:
+                return "no clients in client_metadata"
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        return f"corrupt ({e})"
+    return None
+
+
+def ensure_sqlite(db_path: str, build: Callable[[], None], what: str) -> None:
+    """Builds the cache file ``db_path`` with ``build()`` unless a sound one (:func:`sqlite_problem`) is there.
+
+    A damaged file (zero bytes, truncated, not SQLite) is logged and rebuilt from the packed data.
+
+    Raises:
+      DataError: the file is still unsound after the rebuild; names the file and the fix.
+    """
+    if os.path.isfile(db_path):
+        problem = sqlite_problem(db_path)
+        if problem is None:
+            return
+        logging.getLogger(__name__).warning("%s cache %s is %s; rebuilding it from the packed data",
+                                            what, db_path, problem)
+        os.remove(db_path)
+    build()
+    problem = sqlite_problem(db_path)
+    if problem is not None:
+        raise DataError(f"{what} cache {db_path} is {problem} right after it was built; check the disk "
+                        f"(space, errors) or set {CACHE_DIR_ENV} to another folder")
 
 
 @dataclasses.dataclass

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tff_prune.data.client_data import (DataError, FederatedData, default_cache_root, file_digest, fix_hint,
-                                        packed_file, read_npz, write_sqlite)
+                                        ensure_sqlite, packed_file, read_npz, write_sqlite)
 
 PACKED_FILE = "femnist_leaf_300w.npz"
 SQLITE_FILE = "emnist_all.sqlite"  # the name TFF's emnist.load_data looks for
@@ -114,19 +114,21 @@ def build_sqlite_cache(data_dir: str, cache_root: Optional[str] = None) -> str:
     path = packed_path(data_dir)
     cache_dir = os.path.join(cache_root or default_cache_root(), f"femnist-{file_digest(path)}")
     db_path = os.path.join(cache_dir, SQLITE_FILE)
-    if os.path.isfile(db_path):
-        return cache_dir
-    arrays = load_packed(data_dir)
-    os.makedirs(cache_dir, exist_ok=True)
 
-    def rows():
-        for split, name in (("train", TRAIN_SPLIT), ("test", TEST_SPLIT)):
-            px, lab, off = arrays[f"{split}_pixels_u8"], arrays[f"{split}_labels"], arrays[f"{split}_offsets"]
-            for i, cid in enumerate(arrays["client_ids"]):
-                lo, hi = int(off[i]), int(off[i + 1])
-                yield name, str(cid), [_example_proto(px[j], lab[j]) for j in range(lo, hi)]
+    def build():
+        arrays = load_packed(data_dir)
+        os.makedirs(cache_dir, exist_ok=True)
 
-    write_sqlite(db_path, rows())
+        def rows():
+            for split, name in (("train", TRAIN_SPLIT), ("test", TEST_SPLIT)):
+                px, lab, off = arrays[f"{split}_pixels_u8"], arrays[f"{split}_labels"], arrays[f"{split}_offsets"]
+                for i, cid in enumerate(arrays["client_ids"]):
+                    lo, hi = int(off[i]), int(off[i + 1])
+                    yield name, str(cid), [_example_proto(px[j], lab[j]) for j in range(lo, hi)]
+
+        write_sqlite(db_path, rows())
+
+    ensure_sqlite(db_path, build, "FEMNIST")
     return cache_dir
 
 

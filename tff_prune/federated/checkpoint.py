@@ -106,7 +106,7 @@ def load(output_dir: str) -> Checkpoint:
             step_arrays = {n: [z[f"s{j:02d}_{i:04d}"] for i in range(counts[n])] for j, n in enumerate(sorted(counts))}
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"--resume: checkpoint {path} is corrupt ({type(e).__name__}: {e}); "
-                              f"delete it and start the run again without --resume") from e
+                              f"start the run again with --overwrite (its finished rounds are discarded)") from e
     if "steps" not in meta:  # written before --schedule existed: the paper's method was the only one
         meta["config"].setdefault("schedule", "paper")
     return Checkpoint(round=int(meta["round"]), config=meta["config"], model_json=meta["model_json"],

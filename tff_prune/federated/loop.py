@@ -11,8 +11,11 @@ Per round ``r = 1..R``:
    federated validation, a trial's second model);
 4. the global model is evaluated on the central test set (every ``eval_every`` rounds and at round R; this
    number is reported, never used by a step);
-5. the round's record is appended to ``metrics.jsonl`` and the checkpoint (weights, architecture, every
-   step's state, byte counters) is written atomically.
+5. every step's ``round_done`` sees the complete record (the divergence guard raises here), then the record is
+   appended to ``metrics.jsonl`` and the checkpoint (weights, architecture, every step's state, byte
+   counters) is written atomically.
+
+The whole run holds an exclusive lock on the output folder (``rundir.claim``).
 
 This module knows no step by name: which steps run is ``steps.build_steps``'s business.
 """
@@ -32,7 +35,8 @@ from tff_prune import accounting, report
 from tff_prune import data as datasets
 from tff_prune.config import ConfigError, ExperimentConfig
 from tff_prune.data import FederatedData
-from tff_prune.federated import checkpoint, magnitude
+from tff_prune.federated import checkpoint, magnitude, rundir
+from tff_prune.federated.checkpoint import CheckpointError
 from tff_prune.federated.process import assign_model_weights, server_optimizer_state, with_server_optimizer_state
 from tff_prune.federated.runtime import Runtime
 from tff_prune.federated.sampling import derive_seed, sample_clients
@@ -80,23 +84,62 @@ def _train_metrics(metrics) -> dict:
 
 
 def _open(config: ExperimentConfig, resume: bool, overwrite: bool) -> Optional[checkpoint.Checkpoint]:
-    """Checks the output folder and the resume flags before any work; returns the checkpoint to resume."""
-    out = config.output_dir
-    if not resume and not overwrite and (checkpoint.exists(out) or os.path.exists(os.path.join(out, report.METRICS_FILE))):
-        raise ConfigError(f"--output-dir: {out} already holds a run; pass --resume to continue it, "
-                          f"--overwrite to start again there, or choose another --output-dir")
+    """Checks the output folder and the resume flags before any work; returns the checkpoint to resume.
+
+    With ``resume`` and a checkpoint of round ``config.rounds`` whose export did not finish (no
+    ``summary.json`` of that round), the checkpoint is returned: the run trains no round and is exported.
+    """
+    out, metrics_path = config.output_dir, os.path.join(config.output_dir, report.METRICS_FILE)
+    if resume and overwrite:
+        raise ConfigError("--overwrite: cannot be combined with --resume; --resume continues the run in "
+                          "--output-dir, --overwrite discards it")
     if not resume:
+        if not overwrite and rundir.holds_run(out):
+            raise ConfigError(f"--output-dir: {out} already holds a run; pass --resume to continue it, "
+                              f"--overwrite to start again there, or choose another --output-dir")
         return None
+    done = [r["round"] for r in report.read_metrics(metrics_path)]
+    if not checkpoint.exists(out) and done:
+        raise CheckpointError(f"--resume: no checkpoint at {checkpoint.checkpoint_path(out)}, but {metrics_path} "
+                              f"records rounds {done[0]}..{done[-1]}; the run cannot continue without it. Start "
+                              f"again with --overwrite (the recorded rounds are discarded)")
     ckpt = checkpoint.load(out)
     mismatches = config.resume_mismatches(ExperimentConfig.from_dict(
         {**ckpt.config, "output_dir": config.output_dir, "data_dir": config.data_dir}))
     if mismatches:
         raise ConfigError("--resume: flags differ from the checkpointed run: " + "; ".join(mismatches)
                           + ". Resume with the original flags (only --rounds may grow).")
-    if ckpt.round >= config.rounds:
-        raise ConfigError(f"--rounds: the checkpoint already finished round {ckpt.round}; "
-                          f"pass --rounds > {ckpt.round} to continue training")
+    if [r for r in done if r <= ckpt.round] != list(range(1, ckpt.round + 1)):
+        raise CheckpointError(
+            f"--resume: {metrics_path} records rounds {_spans(done) or 'none'} but the checkpoint finished round "
+            f"{ckpt.round}; the checkpoint keeps only the last round's state, so the missing records cannot be "
+            f"rebuilt. Restore {report.METRICS_FILE} from a copy, or start again with --overwrite")
+    summary_path = os.path.join(out, report.SUMMARY_FILE)
+    exported = os.path.isfile(summary_path) and _summary_round(summary_path) == ckpt.round
+    if ckpt.round > config.rounds or (ckpt.round == config.rounds and exported):
+        raise ConfigError(f"--rounds: the run already finished round {ckpt.round}"
+                          + (" and its export (summary.json)" if exported else "")
+                          + f"; pass --rounds > {ckpt.round} to continue training"
+                          + ("" if exported else f", or --rounds {ckpt.round} to finish its export"))
     return ckpt
+
+
+def _summary_round(path: str) -> Optional[int]:
+    try:
+        return int(report.read_json(path)["rounds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _spans(rounds: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1..3, 5"``."""
+    spans: list[list[int]] = []
+    for r in rounds:
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    return ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in spans)
 
 
 def _restore(config: ExperimentConfig, steps: list[ServerStep], ckpt: checkpoint.Checkpoint) -> RunState:
@@ -136,29 +179,50 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
 
     Raises:
       ConfigError: bad flag combination (too many clients per round, a resume whose
-        flags differ from the checkpoint, an output folder holding another run).
-      DataError: data missing or corrupt. CheckpointError: ``--resume`` without a valid checkpoint.
+        flags differ from the checkpoint, an output folder holding another run or unusable).
+      DataError: data missing or corrupt. CheckpointError: ``--resume`` without a valid checkpoint, or with a
+        ``metrics.jsonl`` that lacks rounds the checkpoint finished.
+      OutputDirBusy: another process holds the output folder (``rundir.claim``).
+      DivergenceError: a round's aggregate or loss is NaN/inf (``steps.finite``); the checkpoint keeps the
+        last finite round.
     """
+    with rundir.claim(config.output_dir):
+        return _run(config, data, resume, overwrite, progress)
+
+
+def _run(config: ExperimentConfig, data: Optional[FederatedData], resume: bool, overwrite: bool,
+         progress: bool) -> RunResult:
     out, metrics_path = config.output_dir, os.path.join(config.output_dir, report.METRICS_FILE)
     ckpt = _open(config, resume, overwrite)
     data = data if data is not None else load_data(config)
     config.check_num_clients(len(data.client_ids))
-    os.makedirs(out, exist_ok=True)
+    if overwrite and not resume:
+        removed = rundir.clear_run_files(out)
+        if removed:
+            log.info("--overwrite: removed %d files of the earlier run in %s", len(removed), out)
     rt, steps = Runtime(config, data), build_steps(config)
     pruner = next((s for s in steps if s.prunes), None)
     initial_model = get_model(config.model, config.dataset, seed=config.seed)
     initial = dict(accounting.summarize(initial_model))
     if ckpt is None:
         run_state, records, start = RunState(initial_model, initial_model, architecture_builder(initial_model)), [], 1
+        if os.path.exists(metrics_path):  # no finished round in it (else _open refused): not a run
+            os.remove(metrics_path)
     else:
         run_state, start = _restore(config, steps, ckpt), ckpt.round + 1
         records = [r for r in report.read_metrics(metrics_path) if r["round"] <= ckpt.round]
-    report.write_metrics(metrics_path, records)
+        report.write_metrics(metrics_path, records)
+        if start > config.rounds:
+            log.info("--resume: round %d was the last; finishing the export", ckpt.round)
+    if start <= config.rounds and os.path.exists(os.path.join(out, report.SUMMARY_FILE)):
+        os.remove(os.path.join(out, report.SUMMARY_FILE))  # it describes an export of an earlier round
     for step in steps:
         step.start(run_state, rt, resumed=ckpt is not None)
-    run_state.process, run_state.state = rt.new_process(run_state.builder, run_state.model, f"round {start} (new process)")
-    if ckpt is not None and ckpt.server_optimizer:  # FedAdam / FedYogi moments continue where they were
-        run_state.state = with_server_optimizer_state(run_state.state, ckpt.server_optimizer)
+    if start <= config.rounds:
+        run_state.process, run_state.state = rt.new_process(run_state.builder, run_state.model,
+                                                            f"round {start} (new process)")
+        if ckpt is not None and ckpt.server_optimizer:  # FedAdam / FedYogi moments continue where they were
+            run_state.state = with_server_optimizer_state(run_state.state, ckpt.server_optimizer)
     compile_for_eval(run_state.model)
     test_x, test_y = data.test_arrays()
     prev_stopped = None
@@ -202,6 +266,8 @@ def run(config: ExperimentConfig, data: Optional[FederatedData] = None, resume: 
                       cumulative_bytes_down=rs.counters["bytes_down"], cumulative_bytes_up=rs.counters["bytes_up"],
                       cumulative_bytes=rs.counters["bytes_down"] + rs.counters["bytes_up"], clients=clients,
                       prune=decision.to_dict(), wall_seconds=time.perf_counter() - t0)
+        for step in steps:
+            step.round_done(rs, rt, info, record)
         report.append_metrics(metrics_path, record)
         _save(config, rs, steps, r)
         records.append(record)

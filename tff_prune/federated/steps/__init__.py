@@ -2,7 +2,8 @@
 
 :func:`build_steps` is the one place that knows which steps exist and which a configuration uses:
 
-- ``QuantizationAware`` (``--qat-rounds``) first: it freezes the architecture before pruning decides;
+- ``FiniteGuard`` first, in every run: a NaN/inf aggregate or loss stops the run before other steps see it;
+- ``QuantizationAware`` (``--qat-rounds``): it freezes the architecture before pruning decides;
 - then the run's pruning step: ``AutoPruning`` (``--schedule auto``, the default), ``PaperPruning``
   (``--schedule paper``), ``MagnitudeMasks`` (``--method magnitude``), or none (``--no-prune``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from tff_prune.config import ExperimentConfig
 from tff_prune.federated.steps.base import RoundInfo, RunState, ServerStep
+from tff_prune.federated.steps.finite import DivergenceError, FiniteGuard
 from tff_prune.federated.steps.structured import no_prune_decision
 
 
@@ -22,7 +24,7 @@ def build_steps(config: ExperimentConfig) -> list[ServerStep]:
     from tff_prune.federated.steps.structured import PaperPruning
 
     PRUNING_STEPS = {"auto": AutoPruning, "paper": PaperPruning}
-    steps: list[ServerStep] = []
+    steps: list[ServerStep] = [FiniteGuard(config)]
     if config.qat_rounds:
         steps.append(QuantizationAware(config))
     if config.prune:
@@ -30,4 +32,5 @@ def build_steps(config: ExperimentConfig) -> list[ServerStep]:
     return steps
 
 
-__all__ = ["RoundInfo", "RunState", "ServerStep", "build_steps", "no_prune_decision"]
+__all__ = ["DivergenceError", "FiniteGuard", "RoundInfo", "RunState", "ServerStep", "build_steps",
+           "no_prune_decision"]

@@ -11,6 +11,8 @@ passed to every hook, as Flower's ``Strategy`` does):
 - :meth:`ServerStep.after_aggregation` after the round's FedAvg aggregate is in the global model: it
   may adjust weights or masks, train or evaluate on the round's clients, and add fields to the round's
   record;
+- :meth:`ServerStep.round_done` when the round's record is complete (evaluation included), before it and
+  the checkpoint are written: a check that raises here leaves the previous round's checkpoint;
 - :meth:`ServerStep.finish` after the last round (e.g. strip training-only wrappers);
 - :meth:`ServerStep.state_dict` / :meth:`ServerStep.load_state_dict`: what the checkpoint keeps,
   JSON plus a list of numpy arrays;
@@ -121,6 +123,9 @@ class ServerStep:
 
     def after_aggregation(self, run: RunState, rt: "Runtime", info: RoundInfo, record: dict) -> None:
         """After round ``info.round``'s aggregate is in ``run.model``; may add fields to ``record``."""
+
+    def round_done(self, run: RunState, rt: "Runtime", info: RoundInfo, record: dict) -> None:
+        """When round ``info.round``'s ``record`` is complete, before it and the checkpoint are written."""
 
     def finish(self, run: RunState, rt: "Runtime") -> None:
         """After the last round."""

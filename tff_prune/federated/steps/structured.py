@@ -10,6 +10,7 @@ pruning (Nguyen, Le, Avila 2024, arXiv 2411.01759, Sec. III-C and the authors' c
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -42,6 +43,25 @@ def final_rounding_plan(model: tf.keras.Model, config: ExperimentConfig) -> prun
     """``--round-mode final``: every group rounded down to a multiple of ``round_to`` (its weakest channels go)."""
     return pruning.plan(model, pruning.ratio(0.0), min_channels=config.min_channels, round_to=config.round_to,
                         round_mode="down")
+
+
+def note_unrounded(decision: Decision, plan: pruning.PruningPlan, round_to: int) -> Decision:
+    """The final rounding's decision with its reason naming the groups that are not multiples of ``round_to``.
+
+    A group with fewer than ``round_to`` channels keeps all of them (it cannot reach a multiple), so its
+    width stays what it was; the controller's reason would otherwise read as if every group were rounded.
+    """
+    widths = decision.widths_after
+    narrow = sorted({p: widths[p] for g in plan.groups for p in g.producers
+                     if p in widths and widths[p] % round_to}.items())
+    if not narrow:
+        return decision
+    head = decision.reason.split(": ")[0]
+    done = (f"parameters {decision.params_before} -> {decision.params_after}" if decision.action == "accepted"
+            else "no group changed")
+    names = ", ".join(f"{name} ({w})" for name, w in narrow)
+    return dataclasses.replace(decision, reason=f"{head}: {done}; {names} not rounded: fewer than {round_to} "
+                                                f"channels, kept as they are")
 
 
 class PaperPruning(ServerStep):
@@ -88,6 +108,8 @@ class PaperPruning(ServerStep):
                                seed=derive_seed(c.seed, r, 1) if c.weights == "reinit" else None)
         decision = decide(r, summary["params"], accounting.count_params(proposal),
                           summary["widths"], accounting.conv_widths(proposal))
+        if decide is not ctl.decide:
+            decision = note_unrounded(decision, plan, c.round_to)
         if decision.action == "accepted":
             run.replace_model(proposal)
         return decision
