@@ -41,3 +41,15 @@ def test_flags_reach_their_fields(tmp_path):
     assert (cfg.prune, cfg.recovery_rounds, cfg.client_lr, cfg.max_clients, cfg.schedule, cfg.femnist_crop) == \
            (False, 4, 0.05, 17, "paper", True)
     assert cfg.output_dir == os.path.abspath("rel/out") and args.resume is False
+
+
+def test_resume_ignores_settings_the_run_never_reads(tmp_path):
+    def cfg(**kw):
+        return ExperimentConfig(output_dir=str(tmp_path), data_dir=str(tmp_path), **kw)
+
+    # A FedAvg checkpoint written before --schedule existed reads as "paper"; FedAvg never reads it.
+    assert cfg(prune=False, schedule="auto").resume_mismatches(cfg(prune=False, schedule="paper", k=1.0)) == []
+    assert cfg(schedule="paper", val_clients=5).resume_mismatches(cfg(schedule="paper", val_clients=20)) == []
+    assert cfg(schedule="auto").resume_mismatches(cfg(schedule="paper"))[0].startswith("--schedule")
+    assert cfg(schedule="auto", val_clients=5).resume_mismatches(cfg(schedule="auto"))[0].startswith("--val-clients")
+    assert cfg(prune=False, qat_rounds=2, rounds=4).resume_mismatches(cfg(prune=False))[0].startswith("--qat-rounds")

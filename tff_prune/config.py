@@ -380,11 +380,23 @@ class ExperimentConfig:
     # Fields that may differ between an interrupted run and its --resume.
     RESUMABLE_CHANGES = ("rounds", "output_dir", "data_dir", "latency_runs", "workers", "round_timeout")
 
+    def unused_settings(self) -> set[str]:
+        """Fields this run never reads: every pruning setting of a ``--no-prune`` run, the other schedule's."""
+        pruning = {f.name for f in dataclasses.fields(self) if f.metadata.get("group") in (
+            "automatic pruning", "auto schedule")} - {"prune", "method", "qat_rounds"}
+        auto = {f.name for f in dataclasses.fields(self) if f.metadata.get("group") == "auto schedule"}
+        if not self.prune:
+            return pruning
+        if self.method == "magnitude":
+            return pruning - {"target_sparsity", "max_prune_round"}
+        return auto if self.schedule == "paper" else set()
+
     def resume_mismatches(self, saved: "ExperimentConfig") -> list[str]:
-        """Lists flags whose value differs from the checkpointed run (excluding rounds, paths)."""
+        """Lists flags whose value differs from the checkpointed run (excluding rounds, paths, unused settings)."""
         out = []
+        unused = self.unused_settings() & saved.unused_settings()
         for f in dataclasses.fields(self):
-            if f.name in self.RESUMABLE_CHANGES:
+            if f.name in self.RESUMABLE_CHANGES or f.name in unused:
                 continue
             a, b = getattr(self, f.name), getattr(saved, f.name)
             if a != b:
