@@ -27,15 +27,20 @@ def run_cli(args, tmp_path, name="log"):
 
 
 def worker_binary_pids():
+    """Live worker_binary processes of this environment's TFF (other checkouts on a shared machine run their own)."""
+    import importlib.util
+
+    tff_dir = os.path.dirname(importlib.util.find_spec("tensorflow_federated").origin).encode()
     out = []
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
                 with open(f"/proc/{p}/cmdline", "rb") as f:
-                    if b"worker_binary" in f.read():
-                        out.append(int(p))
+                    cmd = f.read()
             except OSError:
-                pass
+                continue
+            if cmd.startswith(tff_dir) and b"worker_binary" in cmd:  # a zombie has an empty cmdline
+                out.append(int(p))
     return out
 
 
