@@ -294,22 +294,34 @@ class LayerContext:
         self.blocked = ""
 
     def barrier(self, reason: str):
-        """The layer blocks pruning of its inputs' and output's channels; ``reason`` is reported."""
+        """The layer blocks pruning of its inputs' and output's channels; ``reason`` is reported.
+
+        Raises:
+          an internal exception that :func:`dependency_graph` catches (the rule stops here).
+        """
         raise _Barrier(reason)
 
     def identity(self, i: int = 0) -> None:
-        """Input ``i``'s channel ``c`` is output channel ``c`` (needs equal channel counts)."""
+        """Input ``i``'s channel ``c`` is output channel ``c``; a barrier if the channel counts differ."""
         if self.in_channels[i] != self.out_channels:
             self.barrier(f"{self.name!r} ({type(self.layer).__name__}) changes the channel count")
         idx = np.arange(self.out_channels)
         self.couplings.append((i, idx, idx))
 
     def couple(self, i: int, in_positions, out_positions) -> None:
-        """Input ``i``'s positions ``in_positions[k]`` are the same channels as ``out_positions[k]``."""
+        """Input ``i``'s positions ``in_positions[k]`` are the same channels as ``out_positions[k]``.
+
+        Args:
+          i: index into :attr:`inputs`; in_positions, out_positions: int arrays of equal length ``(n,)``,
+            positions on the last axis of input ``i`` and of the output.
+        """
         self.couplings.append((i, np.asarray(in_positions, np.int64), np.asarray(out_positions, np.int64)))
 
     def tie(self, i: Optional[int], positions) -> None:
-        """Positions of input ``i`` (None: of the output) are one channel: removed together or not at all."""
+        """Positions (int array ``(n,)`` on the last axis) of input ``i`` (None: of the output) are one channel.
+
+        Tied positions are removed together or not at all (a grouped conv's index ``j`` in every group).
+        """
         self.ties.append((i, np.asarray(positions, np.int64)))
 
     def produce(self, zero: bool, cause: str = "") -> None:
@@ -333,6 +345,7 @@ class LayerContext:
 
     @property
     def kind(self) -> str:
+        """The layer's class name, for messages."""
         return type(self.layer).__name__
 
 
