@@ -279,3 +279,10 @@ def test_plan_for_another_model_is_refused():
     a, b = get_model("cnn", "femnist"), get_model("cnn", "femnist", widths=(16, 64))
     with pytest.raises(ValueError, match="different model"):
         pruning.prune_model(b, pruning.plan(a, pruning.band(2.0)))
+
+
+def test_the_readme_example_with_round_to_8_prunes():
+    model = get_model("resnet", "celeba", seed=0)
+    plan = pruning.plan(model, pruning.band(2.0), round_to=8)  # kept counts round down (Torch-Pruning's round_to)
+    assert not plan.is_empty and all(g.kept % 8 == 0 for g in plan.groups)
+    assert count_params(pruning.prune_model(model, plan)) == plan.params_after < plan.params_before

@@ -30,7 +30,7 @@ def num_classes(dataset: str) -> int:
 
 def get_model(name: str, dataset: str, widths: Sequence[int] | None = None,
               seed: int | None = None) -> tf.keras.Model:
-    """Builds model ``name`` (``cnn``, ``resnet``, ``inception``, ``mobilenetv2``, ``mobilenetv3small``) for ``dataset``.
+    """Builds model ``name`` (cnn, resnet, inception, mobilenetv2, mobilenetv3small) for ``dataset``.
 
     ``dataset`` is ``femnist`` or ``celeba``. The paper's three architectures are in
     :mod:`tff_prune.models.cnn`, ``resnet``, ``inception``; the two Keras applications (weights=None)

@@ -44,9 +44,11 @@ channel: Conv2D, SeparableConv2D, Dense, a grouped Conv2D), the zero analysis pr
 exact, and none of its positions is the model input, a model output, or touches a
 *barrier*: a layer type the engine does not understand (Lambda, attention,
 LayerNormalization, a custom layer without a registered rule, ...), one that couples
-channels (Softmax, a Concatenate/BatchNormalization on a non-channel axis, a Reshape that
-changes the last axis), or a shared layer. Barriers are reported by
-:func:`dependency_graph`, never silently mishandled.
+channels (a Concatenate/BatchNormalization on a non-channel axis, a Reshape that changes
+the last axis), or a shared layer. Barriers are reported by :func:`dependency_graph`,
+never silently mishandled. A softmax (``Softmax``, ``Activation("softmax")``) couples the
+channels it normalizes too, but only blocks its own group (the class scores), without
+cutting the graph.
 
 Nested models: a Functional or Sequential model used as a layer (a backbone inside a
 head model) is walked into; its layers are named ``"<nested model>/<layer>"`` in groups,
@@ -292,22 +294,34 @@ class LayerContext:
         self.blocked = ""
 
     def barrier(self, reason: str):
-        """The layer blocks pruning of its inputs' and output's channels; ``reason`` is reported."""
+        """The layer blocks pruning of its inputs' and output's channels; ``reason`` is reported.
+
+        Raises:
+          an internal exception that :func:`dependency_graph` catches (the rule stops here).
+        """
         raise _Barrier(reason)
 
     def identity(self, i: int = 0) -> None:
-        """Input ``i``'s channel ``c`` is output channel ``c`` (needs equal channel counts)."""
+        """Input ``i``'s channel ``c`` is output channel ``c``; a barrier if the channel counts differ."""
         if self.in_channels[i] != self.out_channels:
             self.barrier(f"{self.name!r} ({type(self.layer).__name__}) changes the channel count")
         idx = np.arange(self.out_channels)
         self.couplings.append((i, idx, idx))
 
     def couple(self, i: int, in_positions, out_positions) -> None:
-        """Input ``i``'s positions ``in_positions[k]`` are the same channels as ``out_positions[k]``."""
+        """Input ``i``'s positions ``in_positions[k]`` are the same channels as ``out_positions[k]``.
+
+        Args:
+          i: index into :attr:`inputs`; in_positions, out_positions: int arrays of equal length ``(n,)``,
+            positions on the last axis of input ``i`` and of the output.
+        """
         self.couplings.append((i, np.asarray(in_positions, np.int64), np.asarray(out_positions, np.int64)))
 
     def tie(self, i: Optional[int], positions) -> None:
-        """Positions of input ``i`` (None: of the output) are one channel: removed together or not at all."""
+        """Positions (int array ``(n,)`` on the last axis) of input ``i`` (None: of the output) are one channel.
+
+        Tied positions are removed together or not at all (a grouped conv's index ``j`` in every group).
+        """
         self.ties.append((i, np.asarray(positions, np.int64)))
 
     def produce(self, zero: bool, cause: str = "") -> None:
@@ -331,6 +345,7 @@ class LayerContext:
 
     @property
     def kind(self) -> str:
+        """The layer's class name, for messages."""
         return type(self.layer).__name__
 
 
@@ -360,6 +375,10 @@ def register_layer_rule(layer_type: type, rule: LayerRule) -> None:
 
 def _act_rule(ctx: LayerContext, activation) -> None:
     law = activation_zero_law(activation)
+    if _activation_name(activation) in ("softmax", "log_softmax"):
+        # Couples the channels it normalizes: none of them may go, but they stay one tensor (class scores).
+        ctx.block(f"{ctx.name!r} ({ctx.kind} {_activation_name(activation)!r}) couples the channels it normalizes")
+        return
     if law is None:
         ctx.barrier(f"{ctx.name!r} ({ctx.kind}) has activation {_activation_name(activation)!r}, which couples "
                     f"channels or is unknown to the engine")
@@ -553,6 +572,8 @@ register_layer_rule(L.PReLU, _prelu_rule)
 for _t in PASS_THROUGH:
     register_layer_rule(_t, _pass_through_rule)
 register_layer_rule(L.Flatten, _flatten_rule)
+register_layer_rule(L.Softmax, lambda ctx: (ctx.identity(), ctx.block(f"{ctx.name!r} (Softmax) couples the channels "
+                                                                     f"it normalizes")))
 register_layer_rule(L.Reshape, _reshape_rule)
 for _t in MERGES:
     register_layer_rule(_t, _merge_rule)
@@ -831,7 +852,6 @@ def dependency_graph(model: tf.keras.Model) -> DependencyGraph:
     for comp, ts in enumerate(comp_tensors):
         signatures.setdefault(tuple(ts), []).append(comp)  # tensors were visited in model order
 
-    by_name = {e.name: e.layer for e in entries}
     comp_group = np.zeros(len(comp_ids), dtype=np.int64)
     comp_canonical = np.zeros(len(comp_ids), dtype=np.int64)
     raw = []
@@ -882,7 +902,6 @@ def dependency_graph(model: tf.keras.Model) -> DependencyGraph:
         groups.append(DependencyGroup(id=gid, **fields))
     layer_inputs = {e.name: list(e.inputs) for e in entries}
     leaves = {e.name: e.layer for e in entries if e.layer is not None and not e.is_input}
-    del by_name
     return DependencyGraph(groups, barriers, layer_inputs, channels, comp_of, comp_group, comp_canonical, leaves)
 
 
@@ -894,7 +913,8 @@ def barriers(model: tf.keras.Model) -> dict[str, str]:
 def coverage(model: tf.keras.Model, graph: Optional[DependencyGraph] = None) -> float:
     """Share of the output channels of Conv2D / SeparableConv2D / Dense layers that lie in prunable groups.
 
-    The layers producing the model's outputs are left out of both counts (never pruned).
+    Producers of the model's outputs (the class scores, also through Flatten/Softmax, e.g.
+    MobileNetV3's ``Logits`` conv) are left out of both counts: they are never pruned.
 
     Returns:
       a float in [0, 1] (1.0 when there is nothing to count).
@@ -902,9 +922,10 @@ def coverage(model: tf.keras.Model, graph: Optional[DependencyGraph] = None) -> 
     graph = graph or dependency_graph(model)
     outputs = output_layer_names(model)
     prunable = {t for g in graph.groups if g.prunable for t in g.tensors}
+    to_output = {t for g in graph.groups if set(g.tensors) & outputs for t in g.tensors}
     total = covered = 0
     for name, layer in graph.layers.items():
-        if type(layer) in PRODUCERS and name not in outputs:
+        if type(layer) in PRODUCERS and name not in outputs and name not in to_output:
             total += graph.channels[name]
             covered += graph.channels[name] if name in prunable else 0
     return covered / total if total else 1.0

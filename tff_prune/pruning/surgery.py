@@ -26,7 +26,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-from tff_prune.pruning.graph import TFOpLambda, UnsupportedLayerError, leaf_layers, resolve_layer
+from tff_prune.pruning.graph import TFOpLambda, UnsupportedLayerError, leaf_layers
 from tff_prune.pruning.planning import PruningPlan, layer_masks, plan_from_keep
 from tff_prune.pruning.slicing import slice_weights, zero_removed
 
