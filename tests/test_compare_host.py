@@ -15,7 +15,7 @@ from tff_prune.models import get_model
 from tff_prune.pruning import prune_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNS = os.path.join(ROOT, "results", "femnist_inception")
+RUNS = os.path.join(ROOT, "results", "femnist_inception_60r")  # finished runs with committed sidecars
 
 
 @pytest.fixture(scope="module")
