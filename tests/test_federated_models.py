@@ -79,25 +79,29 @@ def test_batchnorm_statistics_are_trainable_to_tff_only(celeba):
     assert len(process.get_model_weights(state).trainable) == len(trainable)
 
 
+def one_batch_round(femnist, client_lr, server_lr, **optimizers):
+    """One FedAvg round of the smallest client's examples as one batch: (model before, its gradients, weights after)."""
+    cid = min(femnist.client_ids, key=femnist.num_examples)
+    ds = femnist.client_dataset(cid, 1, femnist.num_examples(cid), seed=0)
+    model = get_model("cnn", "femnist", widths=(4, 8), seed=0)
+    process = build_fed_avg(lambda: get_model("cnn", "femnist", widths=(4, 8)), ds.element_spec, client_lr,
+                            server_lr, **optimizers)
+    state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
+    new = process.get_model_weights(process.next(state, [ds]).state)
+    x, y = next(iter(ds))
+    with tf.GradientTape() as tape:
+        loss = tf.keras.losses.SparseCategoricalCrossentropy()(y, model(x, training=True))
+    return model, tape.gradient(loss, model.trainable_weights), new
+
+
 @pytest.mark.parametrize("client_optimizer", ["sgd", "adam"])
 def test_one_client_one_batch_round_is_one_optimizer_step(client_optimizer, femnist):
     # One client, one local epoch whose examples fit one batch, server lr 1: the new global model is the
     # client's model after one step from the global weights. SGD: w - lr * g. A fresh Adam's first step is
     # lr * g / (|g| + eps / sqrt(1 - beta2)) (bias-corrected; Kingma & Ba 2015, Alg. 1; TFF's build_adam
     # defaults beta2 = 0.999, eps = 1e-7): nearly lr * sign(g), whatever the gradient's size.
-    cid = min(femnist.client_ids, key=femnist.num_examples)
-    n = femnist.num_examples(cid)
-    ds = femnist.client_dataset(cid, 1, n, seed=0)
-    model = get_model("cnn", "femnist", widths=(4, 8), seed=0)
     lr = 0.05 if client_optimizer == "sgd" else 1e-3
-    process = build_fed_avg(lambda: get_model("cnn", "femnist", widths=(4, 8)), ds.element_spec, lr, 1.0,
-                            client_optimizer=client_optimizer)
-    state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
-    new = process.get_model_weights(process.next(state, [ds]).state)
-    x, y = next(iter(ds))
-    with tf.GradientTape() as tape:
-        loss = tf.keras.losses.SparseCategoricalCrossentropy()(y, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_weights)
+    model, grads, new = one_batch_round(femnist, lr, 1.0, client_optimizer=client_optimizer)
     for w, g, got in zip(model.trainable_weights, grads, new.trainable):
         w, g = w.numpy().astype(np.float64), g.numpy().astype(np.float64)
         step = g if client_optimizer == "sgd" else g / (np.abs(g) + 1e-7 / np.sqrt(1 - 0.999))
@@ -108,25 +112,16 @@ def test_server_adam_takes_fedadams_first_step(femnist):
     # One client, one batch, client SGD: the averaged delta is -lr_c * g. TFF's server optimizer gets its
     # negation, lr_c * g, as the gradient; FedAdam's first (bias-corrected) step is then
     # lr_s * (lr_c g) / (|lr_c g| + eps / sqrt(1 - beta2)) (Reddi et al. 2021; TFF's build_adam defaults).
-    cid = min(femnist.client_ids, key=femnist.num_examples)
-    ds = femnist.client_dataset(cid, 1, femnist.num_examples(cid), seed=0)
-    model = get_model("cnn", "femnist", widths=(4, 8), seed=0)
     lr_c, lr_s = 0.05, 0.01
-    process = build_fed_avg(lambda: get_model("cnn", "femnist", widths=(4, 8)), ds.element_spec, lr_c, lr_s,
-                            client_optimizer="sgd", server_optimizer="adam")
-    state = process.set_model_weights(process.initialize(), keras_to_model_weights(model))
-    new = process.get_model_weights(process.next(state, [ds]).state)
-    x, y = next(iter(ds))
-    with tf.GradientTape() as tape:
-        loss = tf.keras.losses.SparseCategoricalCrossentropy()(y, model(x, training=True))
-    grads = tape.gradient(loss, model.trainable_weights)
+    model, grads, new = one_batch_round(femnist, lr_c, lr_s, client_optimizer="sgd", server_optimizer="adam")
     for w, g, got in zip(model.trainable_weights, grads, new.trainable):
         w32 = w.numpy()
         server_grad = -((w32 - np.float32(lr_c) * g.numpy()) - w32).astype(np.float64)  # the float32 client delta
         expected = w32.astype(np.float64) - lr_s * server_grad / (np.abs(server_grad) + 1e-7 / np.sqrt(1 - 0.999))
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    spec = femnist.client_dataset(femnist.client_ids[0], 1, 4, 0).element_spec
     with pytest.raises(ValueError, match="unknown server optimizer 'adagrad'; choose one of sgd, adam, yogi"):
-        build_fed_avg(lambda: get_model("cnn", "femnist"), ds.element_spec, 1e-3, 1.0, server_optimizer="adagrad")
+        build_fed_avg(lambda: get_model("cnn", "femnist"), spec, 1e-3, 1.0, server_optimizer="adagrad")
 
 
 def test_unknown_client_optimizer(femnist):

@@ -116,7 +116,6 @@ def plot_curves(records: Sequence[Mapping], path: str, title: str = "") -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     rounds = [r["round"] for r in records]
     ev = [(r["round"], r["eval_accuracy"]) for r in records if r.get("eval_accuracy") is not None]
@@ -132,8 +131,17 @@ def plot_curves(records: Sequence[Mapping], path: str, title: str = "") -> str:
     axes[1].set(xlabel="round", ylabel="parameters", title="Parameters of the trained model")
     axes[2].plot(rounds, [r["cumulative_bytes"] / 1e6 for r in records], color="tab:red")
     axes[2].set(xlabel="round", ylabel="MB (up + down)", title="Cumulative communication")
+    return _finish_round_axes(fig, axes, prunes, title, path, legend=False)
+
+
+def _finish_round_axes(fig, axes, prunes: Sequence[int], title: str, path: str, legend: bool) -> str:
+    """Grid, integer round ticks and a dashed line before every accepted prune on each axis; saves the figure."""
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.grid(alpha=0.3)
+        if legend:
+            ax.legend(loc="best")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for p in prunes:
             ax.axvline(p - 0.5, color="k", ls="--", lw=0.7, alpha=0.5)
@@ -332,7 +340,6 @@ def plot_comparison(baseline_records: Sequence[Mapping], pruned_records: Sequenc
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     for name, recs in zip(labels, (baseline_records, pruned_records)):
         if not recs:
@@ -349,13 +356,4 @@ def plot_comparison(baseline_records: Sequence[Mapping], pruned_records: Sequenc
     axes[1].set(xlabel="round", ylabel="parameters", title="Parameters of the trained model")
     axes[2].set(xlabel="round", ylabel="MB (up + down)", title="Cumulative communication")
     prunes = [r["round"] for r in pruned_records if r.get("prune", {}).get("action") == "accepted"]
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        for p in prunes:
-            ax.axvline(p - 0.5, color="k", ls="--", lw=0.7, alpha=0.5)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return _finish_round_axes(fig, axes, prunes, title, path, legend=True)
