@@ -78,3 +78,10 @@ def test_keras_mobile_models_pad_femnist_to_32():
     assert model.get_layer("pad_to_32").output_shape == (None, 32, 32, 1)
     with pytest.raises(ValueError, match="takes no widths"):
         get_model("mobilenetv3small", "femnist", widths=(8,))
+
+
+def test_the_cli_offers_every_registered_model():
+    from tff_prune.config import MODELS
+    from tff_prune.models.registry import MODEL_NAMES
+
+    assert MODELS == MODEL_NAMES  # config stays TF-free, so it lists the names again

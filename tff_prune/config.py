@@ -20,7 +20,7 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_DIR = os.path.join(PROJECT_ROOT, os.pardir, "shared", "data")
 
 DATASETS = ("femnist", "celeba")
-MODELS = ("cnn", "resnet", "inception")
+MODELS = ("cnn", "resnet", "inception", "mobilenetv2", "mobilenetv3small")  # = models.registry.MODEL_NAMES (tested)
 CRITERIA = ("band", "band_low", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
 METHODS = ("structured", "magnitude")
