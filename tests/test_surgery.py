@@ -51,6 +51,18 @@ def test_pruned_shapes_weights_and_parameter_count(cnn, keep):
     assert [layer.name for layer in pruned.layers] == [layer.name for layer in cnn.layers]
 
 
+def test_a_plan_made_on_one_model_prunes_a_copy_with_the_copys_values(cnn, keep):
+    from tff_prune.pruning import plan_from_keep
+
+    plan = plan_from_keep(cnn, keep)
+    copy = tf.keras.models.clone_model(cnn)
+    copy.set_weights([w * 0 + i for i, w in enumerate(cnn.get_weights())])  # other values, same shapes and names
+    pruned = prune_model(copy, plan)
+    np.testing.assert_array_equal(pruned.get_layer("conv1").get_weights()[0], np.zeros((5, 5, 1, 17)))
+    np.testing.assert_array_equal(pruned.get_layer("conv2").get_weights()[1], np.full(43, 3.0))
+    assert pruned.count_params() == plan.params_after
+
+
 def test_the_authors_widths_give_their_parameter_count(cnn):
     # Paper notebook: FEMNIST CNN 56,126 -> 21,488 parameters.
     pruned = prune_model(cnn, {"conv1": np.arange(17), "conv2": np.arange(43)})

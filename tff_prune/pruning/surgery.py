@@ -207,12 +207,13 @@ def prune_model(model: tf.keras.Model, plan: PlanLike, weights: str = "inherit",
                                     f"({type(e).__name__}: {e}); pass custom_objects= for custom layers") from e
     if weights == "inherit":
         pairs = []
-        new_layers = leaf_layers(new)
+        new_layers, own_layers = leaf_layers(new), leaf_layers(model)
         for name, layer in graph.layers.items():
             if layer.weights:
                 in_keep, out_keep = layer_masks(graph, masks, name)
                 target = new_layers[name]
-                values = slice_weights(layer, in_keep, out_keep)
+                # ``model``'s own values: the plan may have been made on a copy of it (same names and shapes)
+                values = slice_weights(own_layers[name], in_keep, out_keep)
                 if len(values) != len(target.weights):
                     raise UnsupportedLayerError(f"{name!r} ({type(layer).__name__}) has {len(target.weights)} "
                                                 f"weights after the rebuild, {len(values)} sliced")
