@@ -25,7 +25,7 @@ CRITERIA = ("band", "band_low", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
 METHODS = ("structured", "magnitude")
 SCHEDULES = ("auto", "paper")
-CLIENT_OPTIMIZERS = ("adam", "sgd")
+CLIENT_OPTIMIZERS = ("adam", "sgd", "shared_adam")
 SERVER_OPTIMIZERS = ("sgd", "adam", "yogi")
 
 
@@ -98,7 +98,8 @@ class ExperimentConfig:
       local_epochs: client epochs per round (paper: 5).
       batch_size: client batch size (paper: 32).
       client_optimizer: ``"adam"`` (the paper's; a fresh ``tff.learning.optimizers.build_adam`` state per
-        client and round, as TFF runs it) or ``"sgd"`` (plain SGD, ``build_sgdm`` without momentum).
+        client and round, as TFF runs it), ``"sgd"`` (plain SGD, ``build_sgdm`` without momentum) or
+        ``"shared_adam"`` (one server-held Adam state the clients continue; ``federated/shared_adam.py``).
       client_lr: client learning rate (paper: Adam 1e-3).
       server_lr: server learning rate; SGD 1.0 is plain FedAvg.
       server_optimizer: ``"sgd"`` (FedAvg), ``"adam"`` (FedAdam) or ``"yogi"`` (FedYogi) on the server.
@@ -170,7 +171,10 @@ class ExperimentConfig:
     batch_size: int = setting(32, group="federated training (FedAvg)", help="client batch size (paper: 32)")
     client_optimizer: str = setting("adam", group="federated training (FedAvg)", choices=CLIENT_OPTIMIZERS,
                                     help="`adam` (the paper's; fresh moments for every client and round, as TFF runs "
-                                         "it) or `sgd` (plain, no momentum) on the clients")
+                                         "it), `sgd` (plain, no momentum), or `shared_adam`: the clients continue one "
+                                         "Adam state the server holds (moments and step count broadcast each round, "
+                                         "example-weighted mean of the clients' final moments back; FedCAda-style, "
+                                         "closest to the authors' sequential loop; what CelebA `male` needs)")
     client_lr: float = setting(1e-3, group="federated training (FedAvg)", help="client learning rate (the paper's Adam: 1e-3)")
     server_lr: float = setting(1.0, group="federated training (FedAvg)",
                                help="server learning rate (SGD 1.0 = plain FedAvg; FedAdam/FedYogi use e.g. 1e-2)")

@@ -43,6 +43,8 @@ class Checkpoint:
       step_arrays: server step name -> its arrays.
       server_optimizer: the server optimizer's state (``process.server_optimizer_state``): the learning rate
         for SGD, plus step and moments for FedAdam / FedYogi.
+      client_optimizer: the clients' shared optimizer state (``shared_adam.client_optimizer_state``; empty
+        unless ``--client-optimizer shared_adam``).
       float_model_json: the float architecture when the global model is under tfmot wrappers (QAT,
         ``--method magnitude``), else None. Rebuilding the wrapped model is the steps' business
         (``ServerStep.restore_model``, ``loop.restore_state``).
@@ -57,6 +59,7 @@ class Checkpoint:
     step_arrays: dict[str, list[np.ndarray]] = dataclasses.field(default_factory=dict)
     float_model_json: Optional[str] = None
     server_optimizer: list[np.ndarray] = dataclasses.field(default_factory=list)
+    client_optimizer: list[np.ndarray] = dataclasses.field(default_factory=list)
 
 
 def checkpoint_path(output_dir: str) -> str:
@@ -71,9 +74,11 @@ def save(output_dir: str, ckpt: Checkpoint) -> str:
     meta = {"round": ckpt.round, "config": ckpt.config, "model_json": ckpt.model_json,
             "steps": ckpt.steps, "counters": ckpt.counters, "num_weights": len(ckpt.weights),
             "step_arrays": {n: len(ckpt.step_arrays.get(n, [])) for n in names},
-            "float_model_json": ckpt.float_model_json, "num_server_optimizer": len(ckpt.server_optimizer)}
+            "float_model_json": ckpt.float_model_json, "num_server_optimizer": len(ckpt.server_optimizer),
+            "num_client_optimizer": len(ckpt.client_optimizer)}
     arrays = {f"w{i:04d}": np.asarray(w) for i, w in enumerate(ckpt.weights)}
     arrays.update({f"o{i:04d}": np.asarray(a) for i, a in enumerate(ckpt.server_optimizer)})
+    arrays.update({f"c{i:04d}": np.asarray(a) for i, a in enumerate(ckpt.client_optimizer)})
     for j, n in enumerate(names):
         arrays.update({f"s{j:02d}_{i:04d}": np.asarray(a) for i, a in enumerate(ckpt.step_arrays.get(n, []))})
     arrays["meta"] = np.array(json.dumps(meta))
@@ -103,6 +108,7 @@ def load(output_dir: str) -> Checkpoint:
             weights = [z[f"w{i:04d}"] for i in range(meta["num_weights"])]
             counts = meta.get("step_arrays", {})
             server_optimizer = [z[f"o{i:04d}"] for i in range(meta.get("num_server_optimizer", 0))]
+            client_optimizer = [z[f"c{i:04d}"] for i in range(meta.get("num_client_optimizer", 0))]
             step_arrays = {n: [z[f"s{j:02d}_{i:04d}"] for i in range(counts[n])] for j, n in enumerate(sorted(counts))}
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"--resume: checkpoint {path} is corrupt ({type(e).__name__}: {e}); "
@@ -112,7 +118,7 @@ def load(output_dir: str) -> Checkpoint:
     return Checkpoint(round=int(meta["round"]), config=meta["config"], model_json=meta["model_json"],
                       weights=weights, counters=meta["counters"], steps=meta.get("steps") or _legacy_steps(meta),
                       step_arrays=step_arrays, float_model_json=meta.get("float_model_json"),
-                      server_optimizer=server_optimizer)
+                      server_optimizer=server_optimizer, client_optimizer=client_optimizer)
 
 
 def _legacy_steps(meta: dict) -> dict[str, dict]:

@@ -38,6 +38,8 @@ from tff_prune.data import FederatedData
 from tff_prune.federated import checkpoint, magnitude, rundir
 from tff_prune.federated.checkpoint import CheckpointError
 from tff_prune.federated.process import assign_model_weights, server_optimizer_state, with_server_optimizer_state
+from tff_prune.federated.shared_adam import (carry_client_optimizer_state, client_optimizer_state,
+                                             with_client_optimizer_state)
 from tff_prune.federated.runtime import Runtime
 from tff_prune.federated.sampling import derive_seed, sample_clients
 from tff_prune.federated.steps import RoundInfo, RunState, ServerStep, build_steps, no_prune_decision
@@ -223,6 +225,8 @@ def _run(config: ExperimentConfig, data: Optional[FederatedData], resume: bool, 
                                                             f"round {start} (new process)")
         if ckpt is not None and ckpt.server_optimizer:  # FedAdam / FedYogi moments continue where they were
             run_state.state = with_server_optimizer_state(run_state.state, ckpt.server_optimizer)
+        if ckpt is not None and ckpt.client_optimizer:  # the clients' shared Adam state continues too
+            run_state.state = with_client_optimizer_state(run_state.state, ckpt.client_optimizer)
     compile_for_eval(run_state.model)
     test_x, test_y = data.test_arrays()
     prev_stopped = None
@@ -234,8 +238,12 @@ def _run(config: ExperimentConfig, data: Optional[FederatedData], resume: bool, 
         decisions = [d for d in (step.before_round(rs, rt, r) for step in steps) if d is not None]
         decision = decisions[0] if decisions else no_prune_decision(r, rs)
         if rs.rebuild:
+            old_state = rs.state
             rs.process, rs.state = rt.new_process(rs.builder, rs.model, f"round {r} (new process)")
-            rs.rebuild = False
+            if rs.carry is not None:  # pruned with inherited weights: shared optimizer moments follow the channels
+                rs.state = carry_client_optimizer_state(old_state, rs.carry[0], rs.state, rs.carry[1],
+                                                        tff_variable_split) or rs.state
+            rs.rebuild, rs.carry = False, None
         if decision.action != "skipped" or decision.stopped != prev_stopped:
             log.info("round %d: prune %s (%s); widths %s", r, decision.action, decision.reason, decision.widths_after)
         prev_stopped = decision.stopped
@@ -287,4 +295,5 @@ def _save(config: ExperimentConfig, rs: RunState, steps: list[ServerStep], r: in
     checkpoint.save(config.output_dir, checkpoint.Checkpoint(
         round=r, config=config.to_dict(), model_json=rs.model.to_json(), weights=rs.model.get_weights(),
         steps=states, step_arrays=arrays, counters=rs.counters, server_optimizer=server_optimizer_state(rs.state),
+        client_optimizer=client_optimizer_state(rs.state),
         float_model_json=rs.architecture.to_json() if rs.model is not rs.architecture else None))

@@ -49,7 +49,8 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
       server_lr: server SGD learning rate (1.0 without momentum is plain FedAvg:
         the new global model is the example-weighted mean of client models).
       client_optimizer: ``"adam"`` (``tff.learning.optimizers.build_adam``: every client starts each round
-        from fresh moments) or ``"sgd"`` (``build_sgdm`` without momentum).
+        from fresh moments), ``"sgd"`` (``build_sgdm`` without momentum) or ``"shared_adam"`` (clients continue
+        one server-held Adam state, averaged back each round: ``shared_adam.py``).
       server_optimizer: ``"sgd"`` (``build_sgdm`` without momentum: FedAvg), ``"adam"`` (``build_adam``:
         FedAdam) or ``"yogi"`` (``build_yogi``: FedYogi), applied to the negated example-weighted mean of the
         client deltas; its state lives in the server state (Reddi et al. 2021).
@@ -69,13 +70,20 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
       building, the architecture is instantiated once eagerly, which swaps them back.
     """
     model_fn = _model_fn(model_builder, element_spec)
-    builders = {"adam": tff.learning.optimizers.build_adam, "sgd": tff.learning.optimizers.build_sgdm}
+    builders = {"adam": tff.learning.optimizers.build_adam, "sgd": tff.learning.optimizers.build_sgdm,
+                "shared_adam": None}
     if client_optimizer not in builders:
         raise ValueError(f"unknown client optimizer {client_optimizer!r}; choose one of {', '.join(builders)}")
     servers = {"sgd": tff.learning.optimizers.build_sgdm, "adam": tff.learning.optimizers.build_adam,
                "yogi": tff.learning.optimizers.build_yogi}
     if server_optimizer not in servers:
         raise ValueError(f"unknown server optimizer {server_optimizer!r}; choose one of {', '.join(servers)}")
+    if client_optimizer == "shared_adam":
+        from tff_prune.federated.shared_adam import build_shared_adam_fed_avg
+
+        process = build_shared_adam_fed_avg(model_fn, client_lr, servers[server_optimizer](learning_rate=server_lr))
+        model_builder()  # eager instantiation: restores Keras' v2 classes (see Note)
+        return process
     process = tff.learning.algorithms.build_weighted_fed_avg(
         model_fn,
         client_optimizer_fn=builders[client_optimizer](learning_rate=client_lr),

@@ -120,6 +120,7 @@ class AutoPruning(ServerStep):
         self._stop_reason = ""
         self.shadow: Optional[tf.keras.Model] = None  # the current architecture during a trial
         self._shadow_builder = self._shadow_process = self._shadow_state = None
+        self._shadow_optimizer: list = []  # a resumed trial's shared client optimizer state
 
     # -- state -----------------------------------------------------------------------------------------------
     @property
@@ -131,7 +132,14 @@ class AutoPruning(ServerStep):
         state = {k: getattr(self, k) for k in keys}
         state["stop_reason"] = self._stop_reason
         state["shadow_json"] = self.shadow.to_json() if self.shadow is not None else None
-        return state, ([] if self.shadow is None else self.shadow.get_weights())
+        if self.shadow is None:
+            return state, []
+        from tff_prune.federated.shared_adam import client_optimizer_state  # TFF: only where rounds run
+
+        weights = self.shadow.get_weights()
+        optimizer = client_optimizer_state(self._shadow_state) if self._shadow_state is not None else []
+        state["shadow_weights"], state["shadow_client_optimizer"] = len(weights), len(optimizer)
+        return state, weights + optimizer
 
     def load_state_dict(self, state, arrays):
         for k in ("phase", "history", "fraction", "used", "rejections", "accepted", "trial_start", "diffs"):
@@ -139,13 +147,19 @@ class AutoPruning(ServerStep):
         self._stop_reason = state["stop_reason"]
         if state.get("shadow_json"):
             self.shadow = tf.keras.models.model_from_json(state["shadow_json"])
-            self.shadow.set_weights(arrays)
+            n = state.get("shadow_weights", len(arrays))
+            self.shadow.set_weights(arrays[:n])
+            self._shadow_optimizer = list(arrays[n:])
 
     def start(self, run: RunState, rt, resumed: bool) -> None:
         if self.shadow is not None:  # resumed inside a trial: the current architecture's process again
             self._shadow_builder = architecture_builder(self.shadow)
             self._shadow_process, self._shadow_state = rt.new_process(
                 self._shadow_builder, self.shadow, "resume (current architecture of the trial)")
+            if self._shadow_optimizer:  # --client-optimizer shared_adam: its state continues too
+                from tff_prune.federated.shared_adam import with_client_optimizer_state
+
+                self._shadow_state = with_client_optimizer_state(self._shadow_state, self._shadow_optimizer)
             compile_for_eval(self.shadow)
 
     # -- decisions -------------------------------------------------------------------------------------------
@@ -199,7 +213,7 @@ class AutoPruning(ServerStep):
         candidate = prune_model(run.model, plan, weights="inherit")
         self.shadow, self._shadow_builder = run.model, run.builder
         self._shadow_process, self._shadow_state = run.process, run.state
-        run.replace_model(candidate)
+        run.replace_model(candidate, surgery=lambda m: prune_model(m, plan, weights="inherit"))
         self.phase, self.trial_start, self.diffs = "trial", r, []
         after = accounting.summarize(candidate)
         return Decision(round=r, action="trial", params_before=int(summary["params"]),
@@ -227,7 +241,7 @@ class AutoPruning(ServerStep):
             # The current architecture trained the same rounds: it simply continues.
             run.model, run.architecture, run.builder = self.shadow, self.shadow, self._shadow_builder
             run.process, run.state = self._shadow_process, self._shadow_state
-            run.rebuild = False
+            run.rebuild, run.carry = False, None
             self.rejections += 1
             self.fraction /= 2
             action = "rejected"

@@ -78,6 +78,9 @@ class RunState:
       counters: cumulative counters kept in the checkpoint (``bytes_down``, ``bytes_up``: bytes, ints).
       frozen: non-empty while the architecture may not change (the reason, logged by pruning steps).
       rebuild: set by :meth:`replace_model`; the loop then builds a new process holding ``model``'s weights.
+      carry: set by :meth:`replace_model` when the new model's channels are a subset of the old one's:
+        ``(old model, surgery)``; the loop moves the clients' shared optimizer state (``--client-optimizer
+        shared_adam``) through the same surgery. None: the new process starts from a fresh optimizer state.
       extra_bytes_down, extra_bytes_up: bytes a step sent this round beyond the global model's (reset per round).
     """
 
@@ -89,15 +92,20 @@ class RunState:
     counters: dict = dataclasses.field(default_factory=lambda: {"bytes_down": 0, "bytes_up": 0})
     frozen: str = ""
     rebuild: bool = False
+    carry: Optional[tuple] = None
     extra_bytes_down: int = 0
     extra_bytes_up: int = 0
 
     def replace_model(self, model: tf.keras.Model, architecture: Optional[tf.keras.Model] = None,
-                      builder: Optional[Callable[[], tf.keras.Model]] = None) -> None:
+                      builder: Optional[Callable[[], tf.keras.Model]] = None,
+                      surgery: Optional[Callable[[tf.keras.Model], tf.keras.Model]] = None) -> None:
         """Makes ``model`` the global model (compiled here); the loop builds its LearningProcess before training.
 
         ``architecture`` defaults to ``model`` and ``builder`` to :func:`architecture_builder` of ``model``.
+        ``surgery`` turns a model of the *current* architecture into one of ``model``'s channel by channel (e.g.
+        ``lambda m: prune_model(m, plan, weights="inherit")``); given, per-weight optimizer state carries over.
         """
+        self.carry = (self.model, surgery) if surgery is not None else None
         self.model = compile_for_eval(model)
         self.architecture = model if architecture is None else architecture
         self.builder = builder or architecture_builder(model)

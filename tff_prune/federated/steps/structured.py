@@ -111,7 +111,8 @@ class PaperPruning(ServerStep):
         if decide is not ctl.decide:
             decision = note_unrounded(decision, plan, c.round_to)
         if decision.action == "accepted":
-            run.replace_model(proposal)
+            inherit = c.weights == "inherit"
+            run.replace_model(proposal, surgery=(lambda m: prune_model(m, plan, weights="inherit")) if inherit else None)
         return decision
 
 
