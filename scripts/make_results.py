@@ -172,6 +172,8 @@ def table(entry: dict) -> str:
             f"{_pct(int8.get('test_accuracy'))} | {s['prune_rounds'] or '–'} | {s['stop_reason'] or '–'} | "
             f"{_hours(s.get('wall_seconds_total'))} |")
     pa = exp["paper"]
+    if pa.get("baseline_acc") is None:  # not one of the paper's experiments (e.g. LEAF's CelebA task)
+        return "\n".join(lines) + "\n"
     lines.append(f"| **authors** ({pa['rounds']} rounds, {pa['clients_per_round']} clients/round) | "
                  f"{pa['baseline_acc']:.2f}% → {pa['pruned_acc']:.2f}% | | | "
                  f"{pa['params'][0]:,} → {pa['params'][1]:,} | "
@@ -252,7 +254,13 @@ def render(results: str, output: str) -> str:
         entry = _load(results, name)
         exp = entry["experiment"]
         parts.append(f"## {name}\n")
-        if exp.get("client_optimizer", "adam") != "adam":
+        if exp.get("client_optimizer", "adam") == "shared_adam":
+            parts.append(f"**Client optimizer:** the paper's Adam (lr {exp['client_lr']:g}) with its moments and step "
+                         "count held by the server, continued by every client and averaged back each round "
+                         "(`--client-optimizer shared_adam`); the authors' loop hands one Adam from client to "
+                         "client within a round and resets it every round; TFF's FedAvg starts every client from "
+                         "fresh moments, which does not federate `male` here (Discussion, CelebA).\n")
+        elif exp.get("client_optimizer", "adam") != "adam":
             parts.append(f"**Not the paper's client optimizer:** clients train with {exp['client_optimizer'].upper()}, "
                          f"lr {exp['client_lr']:g} (the authors: Adam, lr 1e-3).\n")
         if exp["seed"] is None:

@@ -25,6 +25,14 @@ def test_runs_share_seed_and_clients_and_differ_only_in_pruning():
     assert args["magnitude"][variants] == "float32,int8,sparse" and args["fedavg"][variants] == "float32,int8"
     assert "--k" in common and common[common.index("--k") + 1] == "2.0"
     assert common[common.index("--local-epochs") + 1] == "5" and common[common.index("--batch-size") + 1] == "32"
+    # CelebA: the paper's Adam with a server-held state (shared_adam), the paper's label, every 5th round evaluated
+    assert common[common.index("--client-optimizer") + 1] == "shared_adam"
+    assert common[common.index("--client-lr") + 1] == "0.001"
+    assert common[common.index("--celeba-attribute") + 1] == "male" and common[common.index("--eval-every") + 1] == "5"
+    leaf = reproduce.run_args(reproduce.EXPERIMENTS["celeba_cnn_smiling"], "fedavg", "/tmp/x", 0, None)
+    assert leaf[leaf.index("--celeba-attribute") + 1] == "smiling"
+    assert leaf[leaf.index("--client-optimizer") + 1] == "adam"
+    assert "--celeba-attribute" not in reproduce.run_args(reproduce.EXPERIMENTS["femnist_cnn"], "fedavg", "/x", 0, None)
     with pytest.raises(ValueError, match="needs target_sparsity"):
         reproduce.run_args(exp, "magnitude", "/tmp/x", seed=3, rounds=None)
 
@@ -95,9 +103,13 @@ def test_experiments_not_started_are_listed_with_their_plan_and_the_authors_numb
         text = full.split(f"## {name}\n", 1)[1].split("\n## ", 1)[0]
         assert (f"**Not run yet.** Planned: {exp.dataset} / {exp.model}, k = {exp.k}, {exp.rounds} rounds, "
                 f"{exp.clients_per_round} clients per round") in text
-        assert f"{exp.paper['baseline_acc']:.2f}% → {exp.paper['pruned_acc']:.2f}%" in text
+        if exp.paper.get("baseline_acc") is not None:
+            assert f"{exp.paper['baseline_acc']:.2f}% → {exp.paper['pruned_acc']:.2f}%" in text
+        else:  # LEAF's task: no authors' row
+            assert "**authors**" not in text and exp.paper["note"] in text
         assert all(f"| {run} | not run yet |" in text for run in make_results.RUN_ORDER)
-        assert ("**Not the paper's client optimizer:**" in text) == (exp.client_optimizer != "adam")
+        assert ("**Not the paper's client optimizer:**" in text) == (exp.client_optimizer == "sgd")
+        assert ("held by the server, continued by every client" in text) == (exp.client_optimizer == "shared_adam")
     assert "clients train with SGD, lr 0.05 (the authors: Adam, lr 1e-3)" in full
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
