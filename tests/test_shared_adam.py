@@ -96,8 +96,7 @@ def test_state_round_trip_and_carry_through_a_prune():
     pruned = prune_model(model, keep)
     new_process = build_fed_avg(lambda: tf.keras.models.clone_model(pruned), spec, 1e-2, 1.0, "shared_adam")
     new_state = new_process.set_model_weights(new_process.initialize(), keras_to_model_weights(pruned))
-    carried = carry_client_optimizer_state(state, model, new_state, lambda m: prune_model(m, keep),
-                                           tff_variable_split)
+    carried = carry_client_optimizer_state(state, model, new_state, lambda m: prune_model(m, keep))
     old, new = state.client_work, carried.client_work
     names = [v.name.split(":")[0] for v in tff_variable_split(model)[0]]
     new_names = [v.name.split(":")[0] for v in tff_variable_split(pruned)[0]]
@@ -113,8 +112,7 @@ def test_state_round_trip_and_carry_through_a_prune():
     assert np.abs(np.asarray(old["preconditioner"][0])).sum() > 0  # the moments are not trivially zero
     # Without shared Adam there is nothing to carry.
     fresh = build_fed_avg(_builder, spec, 1e-2, 1.0, "adam")
-    assert carry_client_optimizer_state(fresh.initialize(), model, new_state, lambda m: prune_model(m, keep),
-                                        tff_variable_split) is None
+    assert carry_client_optimizer_state(fresh.initialize(), model, new_state, lambda m: prune_model(m, keep)) is None
 
 
 def test_a_prune_with_inherited_weights_carries_the_moments_and_resume_continues_them(tmp_path, femnist):

@@ -241,8 +241,7 @@ def _run(config: ExperimentConfig, data: Optional[FederatedData], resume: bool, 
             old_state = rs.state
             rs.process, rs.state = rt.new_process(rs.builder, rs.model, f"round {r} (new process)")
             if rs.carry is not None:  # pruned with inherited weights: shared optimizer moments follow the channels
-                rs.state = carry_client_optimizer_state(old_state, rs.carry[0], rs.state, rs.carry[1],
-                                                        tff_variable_split) or rs.state
+                rs.state = carry_client_optimizer_state(old_state, rs.carry[0], rs.state, rs.carry[1]) or rs.state
             rs.rebuild, rs.carry = False, None
         if decision.action != "skipped" or decision.stopped != prev_stopped:
             log.info("round %d: prune %s (%s); widths %s", r, decision.action, decision.reason, decision.widths_after)

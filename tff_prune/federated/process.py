@@ -70,10 +70,10 @@ def build_fed_avg(model_builder: Callable[[], tf.keras.Model], element_spec, cli
       building, the architecture is instantiated once eagerly, which swaps them back.
     """
     model_fn = _model_fn(model_builder, element_spec)
-    builders = {"adam": tff.learning.optimizers.build_adam, "sgd": tff.learning.optimizers.build_sgdm,
-                "shared_adam": None}
-    if client_optimizer not in builders:
-        raise ValueError(f"unknown client optimizer {client_optimizer!r}; choose one of {', '.join(builders)}")
+    builders = {"adam": tff.learning.optimizers.build_adam, "sgd": tff.learning.optimizers.build_sgdm}
+    if client_optimizer not in (*builders, "shared_adam"):
+        raise ValueError(f"unknown client optimizer {client_optimizer!r}; choose one of "
+                         f"{', '.join(builders)}, shared_adam")
     servers = {"sgd": tff.learning.optimizers.build_sgdm, "adam": tff.learning.optimizers.build_adam,
                "yogi": tff.learning.optimizers.build_yogi}
     if server_optimizer not in servers:

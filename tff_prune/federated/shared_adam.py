@@ -32,6 +32,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_federated as tff
 
+from tff_prune.federated.variables import tff_variable_split
+
 ACCUMULATOR, PRECONDITIONER, STEP = "accumulator", "preconditioner", "step"
 
 
@@ -192,11 +194,10 @@ def with_client_optimizer_state(state, arrays: Sequence[np.ndarray]):
 
 
 def carry_client_optimizer_state(old_state, old_model: tf.keras.Model, new_state,
-                                 carry: Callable[[tf.keras.Model], tf.keras.Model],
-                                 split: Callable[[tf.keras.Model], tuple]) -> Optional[object]:
+                                 carry: Callable[[tf.keras.Model], tf.keras.Model]) -> Optional[object]:
     """The shared Adam state of ``old_state`` moved to a pruned architecture, channel by channel.
 
-    Each moment (one tensor per trainable variable of ``old_model``, in TFF's order ``split(model)[0]``) is written
+    Each moment (one tensor per trainable variable of ``old_model``, in TFF's order, ``tff_variable_split``) is written
     into a copy of ``old_model``; ``carry`` (the step's own surgery, e.g. ``prune_model(m, plan, weights="inherit")``)
     turns that copy into the new architecture, and its variables are the new moments. The step count carries.
 
@@ -210,12 +211,12 @@ def carry_client_optimizer_state(old_state, old_model: tf.keras.Model, new_state
     copy = tf.keras.models.clone_model(old_model)
     new_cw = collections.OrderedDict(new_state.client_work)
     for key in (ACCUMULATOR, PRECONDITIONER):
-        variables = split(copy)[0]
+        variables = tff_variable_split(copy)[0]
         if len(variables) != len(cw[key]):
             return None
         for v, m in zip(variables, cw[key]):
             v.assign(np.asarray(m))
-        carried = [v.numpy() for v in split(carry(copy))[0]]
+        carried = [v.numpy() for v in tff_variable_split(carry(copy))[0]]
         if [c.shape for c in carried] != [np.shape(t) for t in new_cw[key]]:
             return None
         new_cw[key] = tuple(carried)
