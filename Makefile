@@ -18,12 +18,13 @@ BAZEL_ENV_FLAGS = --test_env=TFF_PRUNE_DATA_DIR=$(DATA_DIR) --test_env=TFF_PRUNE
 
 .PHONY: setup demo test bazel-test clean
 
-$(VENV)/.installed: requirements.txt requirements-tff.txt
+$(VENV)/.installed: requirements.txt requirements-tff.txt pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "tff_prune needs Python 3.11 (TFF 0.87); set PY=/path/to/python3.11"'
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -r requirements-tff.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .  # tff_prune, mobile and the tff-prune-* commands
 	touch $@
 
 setup: $(VENV)/.installed

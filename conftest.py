@@ -1,7 +1,5 @@
-"""Makes the project root importable (tff_prune, mobile, scripts) for pytest."""
+"""pytest set-up for the whole project (tff_prune and mobile are imported from the `pip install -e .` of `make setup`)."""
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

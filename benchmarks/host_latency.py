@@ -5,7 +5,7 @@ Example:
   .venv/bin/python benchmarks/host_latency.py --runs 300 --output benchmarks/results
   .venv/bin/python benchmarks/host_latency.py --models femnist_cnn --threads 1
 
-For each of the paper's five model/dataset pairs (``scripts/reproduce.py``'s experiments): the full
+For each of the paper's five model/dataset pairs (``tff_prune.experiments``): the full
 architecture, and a pruned one with the authors' reported parameter count (our engine, ``ratio``
 criterion: the same fraction of every group's filters, bisected until the parameter count is within
 1% of theirs; random weights, latency depends on the architecture). Each is converted to float32,
@@ -15,7 +15,7 @@ float16, dynamic-range and int8 (calibrated on 200 real training images) and tim
 and the pruned/full ratio of medians, and writes ``host_latency.json``.
 
 A laptop/server CPU is not a phone: these ratios say how much of the FLOPs cut the TFLite kernels turn
-into time on this host; ``scripts/benchmark_android.py`` measures a device.
+into time on this host; ``tff-prune-benchmark-android`` measures a device.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -68,7 +67,7 @@ def measure(keras_model, threads, runs: int, rep, test_x) -> dict:
 
 def main(argv=None) -> int:
     """CLI entry: prints the tables and writes host_latency.json; returns 0 (2 on bad flags)."""
-    from scripts.reproduce import EXPERIMENTS
+    from tff_prune.experiments import EXPERIMENTS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(EXPERIMENTS), help="comma list of reproduce.py experiments")

@@ -21,7 +21,6 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = ("efficientnetb0", "efficientnetv2b0", "mobilenetv3small", "mobilenetv3small_minimalistic", "mobilenetv2",

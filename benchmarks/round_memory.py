@@ -23,7 +23,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -39,7 +38,7 @@ def _status_bytes(pid: int | str, field: str) -> int:
 def child(name: str, label: str, clients: int, epochs: int, data_dir: str | None) -> dict:
     """One measurement (runs in its own process); returns the dict printed as JSON."""
     from benchmarks.host_latency import pruned_to
-    from scripts.reproduce import EXPERIMENTS
+    from tff_prune.experiments import EXPERIMENTS
     from tff_prune import accounting
     from tff_prune import data as datasets
     from tff_prune.config import resolve_data_dir
@@ -75,7 +74,7 @@ def child(name: str, label: str, clients: int, epochs: int, data_dir: str | None
 
 def main(argv=None) -> int:
     """CLI entry: one child process per (model, full|pruned); prints a table, writes JSON; returns 0 or 2."""
-    from scripts.reproduce import EXPERIMENTS
+    from tff_prune.experiments import EXPERIMENTS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=",".join(EXPERIMENTS), help="comma list of reproduce.py experiments")

@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def toolkit_round_seconds(data, rounds: int, workers: str | None = None) -> list[float]:

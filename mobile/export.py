@@ -1,6 +1,6 @@
 """Export a Keras model as the TFLite variants an app ships: files, metadata, sidecars, labels, parity.
 
-Used by ``scripts/convert_model.py`` and by ``scripts/run_simulation.py`` for the final model.
+Used by ``tff-prune-convert`` and by ``tff-prune-run`` for the final model.
 Every ``.tflite`` carries TFLite Metadata (:mod:`mobile.metadata`: name, description, version,
 author, licence, input normalization and range, quantization, labels.txt packed inside); the JSON
 sidecar beside it holds the same facts.

@@ -56,7 +56,7 @@ def check_tflite(model, where: Optional[str] = None) -> bytes:
                 data = f.read()
         except OSError as e:
             raise BenchmarkError(f"cannot read TFLite model {where}: {e}") from e
-    fix = "re-export it (scripts/convert_model.py) or copy the whole file again"
+    fix = "re-export it (tff-prune-convert) or copy the whole file again"
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise BenchmarkError(f"{where} ({len(data):,} bytes) is not a TFLite flatbuffer (no 'TFL3' identifier "
                              f"at bytes 4-8); {fix}")

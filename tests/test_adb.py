@@ -139,7 +139,7 @@ def test_adb_not_installed(tmp_path, monkeypatch):
 
 
 def test_android_cli_end_to_end(device, models, tmp_path, capsys):
-    from scripts import benchmark_android
+    from mobile.cli import benchmark_android
 
     out = tmp_path / "out"
     code = benchmark_android.main(["--benchmark-binary", elf_binary(tmp_path / "bm"), "--num-threads", "2",
@@ -153,7 +153,7 @@ def test_android_cli_end_to_end(device, models, tmp_path, capsys):
 
 
 def test_android_cli_reports_no_device(device, models, tmp_path, capsys):
-    from scripts import benchmark_android
+    from mobile.cli import benchmark_android
 
     device.state["devices"] = []
     device.save()
@@ -197,7 +197,7 @@ def test_no_permissions_state_is_read_whole(device):
 
 
 def test_list_devices(device, capsys):
-    from scripts import benchmark_android
+    from mobile.cli import benchmark_android
 
     device.state["devices"] = [["R58M123ABC", "device", "product:a52q model:SM_A525F"],
                                ["emulator-5554", "unauthorized", ""], ["0123", NO_PERMISSIONS, "usb:1-1"]]
@@ -212,7 +212,7 @@ def test_list_devices(device, capsys):
 
 @pytest.mark.parametrize("flag", ["-1", "0", "nan"])
 def test_timeout_must_be_positive(device, models, tmp_path, capsys, flag):
-    from scripts import benchmark_android
+    from mobile.cli import benchmark_android
 
     with pytest.raises(SystemExit):
         benchmark_android.main(["--benchmark-binary", elf_binary(tmp_path / "bm"), "--timeout", flag] + models)
@@ -223,7 +223,7 @@ def test_timeout_must_be_positive(device, models, tmp_path, capsys, flag):
 
 
 def test_pass_through_options_peak_memory_and_op_profiles_keyed_by_run(device, tmp_path):
-    from scripts import benchmark_android
+    from mobile.cli import benchmark_android
 
     paths = []
     for run in ("fedavg", "pruned"):

@@ -1,7 +1,7 @@
 """App-ready TFLite: metadata in every variant, uint8 I/O, and a real client (MediaPipe Tasks' ImageClassifier).
 
 A CelebA CNN is trained a few Keras steps on real photos (so its decisions have margins), converted by
-scripts/convert_model.py, and every variant is loaded by MediaPipe's ImageClassifier in its own process
+tff-prune-convert, and every variant is loaded by MediaPipe's ImageClassifier in its own process
 (as an app would: from the file and its metadata alone) and classifies real CelebA test photos.
 """
 
@@ -53,7 +53,7 @@ def celeba_model(data_dir):
 
 @pytest.fixture(scope="module")
 def exported(celeba_model, data_dir, tmp_path_factory):
-    from scripts import convert_model
+    from mobile.cli import convert as convert_model
 
     tmp = tmp_path_factory.mktemp("celeba_export")
     path = tmp / "celeba.keras"
@@ -220,7 +220,7 @@ def test_femnist_grayscale_metadata_and_what_accepts_it(femnist_export, real_ima
 def test_dynamic_input_shape_is_refused_before_writing(tmp_path, data_dir, capsys):
     import tensorflow as tf
 
-    from scripts import convert_model
+    from mobile.cli import convert as convert_model
 
     inp = tf.keras.Input((None, None, 3))
     out = tf.keras.layers.Dense(2, activation="softmax")(tf.keras.layers.GlobalAveragePooling2D()(
@@ -233,7 +233,7 @@ def test_dynamic_input_shape_is_refused_before_writing(tmp_path, data_dir, capsy
 
 
 def test_representative_samples_beyond_the_data_names_the_flag(tmp_path, data_dir, capsys):
-    from scripts import convert_model
+    from mobile.cli import convert as convert_model
 
     path = tmp_path / "c.keras"
     get_model("cnn", "femnist", seed=0).save(path)
@@ -245,7 +245,7 @@ def test_representative_samples_beyond_the_data_names_the_flag(tmp_path, data_di
 
 
 def test_wrong_dataset_is_refused(tmp_path, data_dir, capsys):
-    from scripts import convert_model
+    from mobile.cli import convert as convert_model
 
     path = tmp_path / "c.keras"
     get_model("cnn", "celeba", seed=0).save(path)

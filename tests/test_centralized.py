@@ -1,6 +1,5 @@
 """Centralized reference: pooled client data, Keras training, and its command-line tool."""
 
-import importlib.util
 import json
 import os
 
@@ -14,11 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("centralized_baseline",
-                                                  os.path.join(ROOT, "scripts", "centralized_baseline.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from tff_prune.cli import centralized
+
+    return centralized
 
 
 def test_train_arrays_are_the_clients_examples_in_order(femnist):

@@ -126,7 +126,7 @@ def test_pruned_and_baseline_runs_write_every_output(tmp_path, real_images):
     (["--round-timeout", "inf"], "--round-timeout: must be a finite number, got inf"),
 ])
 def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path, capsys):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     with pytest.raises(SystemExit) as e:
         run_simulation.main(args + ["--output-dir", str(tmp_path / "x")])
@@ -136,7 +136,7 @@ def test_bad_flags_are_rejected_before_any_work(args, message, tmp_path, capsys)
 
 
 def test_more_clients_than_exist(tmp_path, capsys, data_dir):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     code = run_simulation.main(["--clients-per-round", "301", "--data-dir", data_dir,
                                 "--output-dir", str(tmp_path / "x"), "--quiet"])
@@ -147,7 +147,7 @@ def test_more_clients_than_exist(tmp_path, capsys, data_dir):
 
 
 def test_missing_data_dir_says_where_it_looked(tmp_path, capsys):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     code = run_simulation.main(["--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "x")])
     err = capsys.readouterr().err
@@ -156,7 +156,7 @@ def test_missing_data_dir_says_where_it_looked(tmp_path, capsys):
 
 
 def test_data_dir_from_environment(tmp_path, capsys, monkeypatch):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     monkeypatch.setenv("TFF_PRUNE_DATA_DIR", str(tmp_path / "envdir"))
     code = run_simulation.main(["--output-dir", str(tmp_path / "x")])
@@ -164,7 +164,7 @@ def test_data_dir_from_environment(tmp_path, capsys, monkeypatch):
 
 
 def test_resume_without_checkpoint(tmp_path, capsys, data_dir):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     code = run_simulation.main(["--resume", "--data-dir", data_dir, "--output-dir", str(tmp_path / "x"),
                                 "--quiet"])
@@ -172,7 +172,7 @@ def test_resume_without_checkpoint(tmp_path, capsys, data_dir):
 
 
 def test_compare_needs_summaries(tmp_path, capsys):
-    from scripts import compare_runs
+    from tff_prune.cli import compare as compare_runs
 
     with pytest.raises(SystemExit):
         compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b")])

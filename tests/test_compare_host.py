@@ -45,7 +45,7 @@ def make_run(tmp_path, name, source, tflite=None, **config):
 
 
 def test_compare_times_both_models_interleaved_and_draws_one_chart(tmp_path, tflites, data_dir, capsys):
-    from scripts import compare_runs
+    from tff_prune.cli import compare as compare_runs
 
     base = make_run(tmp_path, "fedavg", "fedavg", tflites["full"])
     pruned = make_run(tmp_path, "pruned", "inherit", tflites["pruned"])
@@ -80,7 +80,7 @@ def test_compare_interleaved_structure(tflites, real_images):
 
 
 def test_compare_says_what_differs(tmp_path, capsys):
-    from scripts import compare_runs
+    from tff_prune.cli import compare as compare_runs
 
     base = make_run(tmp_path, "fedavg", "fedavg")
     pruned = make_run(tmp_path, "pruned", "inherit", rounds=30, client_lr=0.01)
@@ -94,7 +94,7 @@ def test_compare_says_what_differs(tmp_path, capsys):
 
 
 def test_compare_refuses_a_pruned_baseline(tmp_path, capsys):
-    from scripts import compare_runs
+    from tff_prune.cli import compare as compare_runs
 
     base = make_run(tmp_path, "fedavg", "fedavg")
     pruned = make_run(tmp_path, "pruned", "inherit")
@@ -106,7 +106,7 @@ def test_compare_refuses_a_pruned_baseline(tmp_path, capsys):
 
 
 def test_compare_names_a_corrupt_summary(tmp_path, capsys):
-    from scripts import compare_runs
+    from tff_prune.cli import compare as compare_runs
 
     base = make_run(tmp_path, "fedavg", "fedavg")
     pruned = make_run(tmp_path, "pruned", "inherit")
@@ -120,7 +120,7 @@ def test_compare_names_a_corrupt_summary(tmp_path, capsys):
 
 
 def test_compare_without_model_files_says_so(tmp_path):
-    from scripts import compare_runs
+    from tff_prune.cli import compare as compare_runs
 
     out = tmp_path / "c.md"
     assert compare_runs.main([make_run(tmp_path, "a", "fedavg"), make_run(tmp_path, "b", "inherit"),
@@ -136,7 +136,7 @@ def test_unique_labels():
 
 
 def test_host_cli_keys_rows_by_run(tmp_path, tflites, data_dir, capsys):
-    from scripts import benchmark_host
+    from mobile.cli import benchmark_host
 
     paths = []
     for run, name in (("fedavg", "full"), ("pruned", "pruned")):
@@ -174,7 +174,7 @@ def test_truncated_model_is_an_error_not_a_crash(tmp_path, tflites):
 def test_dynamic_input_tflite_is_refused(tmp_path, capsys):
     import tensorflow as tf
 
-    from scripts import benchmark_host
+    from mobile.cli import benchmark_host
 
     inp = tf.keras.Input((None, None, 1))
     model = tf.keras.Model(inp, tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(2, 3)(inp)))

@@ -87,7 +87,7 @@ def test_parse_variants():
 
 
 def test_convert_model_cli(trained_pruned, tmp_path, data_dir, capsys):
-    from scripts import convert_model
+    from mobile.cli import convert as convert_model
 
     path = tmp_path / "pruned.keras"
     trained_pruned.save(path)
@@ -108,7 +108,7 @@ def test_convert_model_cli(trained_pruned, tmp_path, data_dir, capsys):
 
 
 def test_convert_model_cli_errors(tmp_path, capsys, data_dir):
-    from scripts import convert_model
+    from mobile.cli import convert as convert_model
 
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"not a zip")

@@ -6,7 +6,7 @@ import pytest
 from tff_prune.models import get_model
 from tff_prune.config import ExperimentConfig
 from tff_prune.federated.steps.structured import make_plan
-from tff_prune.pruning import band, band_keep_mask, band_low, band_selection, l1_filter_norms, plan
+from tff_prune.pruning import band, band_keep_mask, band_low, filter_l1, plan
 
 
 def test_both_tails_are_removed():
@@ -41,7 +41,7 @@ def test_band_low_on_a_model_removes_only_filters_below_the_band():
                            for p in (both, low))
     assert 3 not in kept_both and 9 not in kept_both
     assert 3 in kept_low and 9 not in kept_low
-    norms = l1_filter_norms(model)["conv2"]
+    norms = filter_l1(model.get_layer("conv2"))
     assert kept_low == set(np.flatnonzero(norms >= norms.mean() - 2.0 * norms.std()).tolist())
     assert low.params_after > both.params_after
     cfg = ExperimentConfig(criterion="band_low", k=2.0)
@@ -85,11 +85,12 @@ def test_rejects_nan_and_empty():
 
 def test_l1_norms_of_the_femnist_cnn():
     model = get_model("cnn", "femnist", seed=3)
-    norms = l1_filter_norms(model)
-    assert list(norms) == ["conv1", "conv2"]
+    norms = {name: filter_l1(model.get_layer(name)) for name in ("conv1", "conv2")}
     assert norms["conv1"].shape == (32,) and norms["conv2"].shape == (64,)
     k2 = model.get_layer("conv2").kernel.numpy()
     np.testing.assert_allclose(norms["conv2"][7], np.abs(k2[:, :, :, 7]).sum(), rtol=1e-6)
-    sel = band_selection(model, 2.2)
+    p = plan(model, band(2.2))
+    sel = {name: g.kept_filters(name) for g in p.groups for name in g.producers if name in norms}
+    assert sorted(sel) == ["conv1", "conv2"]
     for name, s in norms.items():
         np.testing.assert_array_equal(sel[name], np.flatnonzero(band_keep_mask(s, 2.2)))

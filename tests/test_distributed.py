@@ -133,7 +133,7 @@ def test_worker_down_at_start_is_named(tmp_path):
     rc, log = simulate(COMMON + ["--workers", f"127.0.0.1:{port}", "--round-timeout", "5",
                                  "--output-dir", str(tmp_path / "x")])
     assert rc == 4 and time.monotonic() - t0 < 120
-    assert f"worker 127.0.0.1:{port} is not reachable" in log and "run_worker.py --port" in log
+    assert f"worker 127.0.0.1:{port} is not reachable" in log and "tff-prune-worker --port" in log
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -130,7 +130,7 @@ def test_tflite_sparse_variant_stores_a_magnitude_pruned_model_smaller_and_exact
 
 @pytest.mark.integration
 def test_cli_magnitude_run_writes_sparsity_and_gzip_sizes(tmp_path, data_dir):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     out = tmp_path / "run"
     code = run_simulation.main(["--rounds", "2", "--method", "magnitude", "--target-sparsity", "0.9",

@@ -66,7 +66,7 @@ def test_unknown_variant():
 def test_host_benchmark_cli(models, tmp_path, capsys, data_dir):
     import json
 
-    from scripts import benchmark_host
+    from mobile.cli import benchmark_host
 
     paths = []
     for name, model in models.items():

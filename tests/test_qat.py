@@ -67,7 +67,7 @@ def test_last_rounds_train_the_qat_model_and_federate_its_ranges(tmp_path, femni
 
 @pytest.mark.integration
 def test_cli_exports_qat_int8_next_to_post_training_int8(tmp_path, data_dir):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     out = tmp_path / "run"
     code = run_simulation.main(["--rounds", "2", "--qat-rounds", "1", "--clients-per-round", "3", "--local-epochs",

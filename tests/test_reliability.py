@@ -131,7 +131,7 @@ def run_cli(args, log_path):
 
 
 def test_cli_divergence_exits_5_naming_round_and_tensor(tmp_path, capfd):  # fd level: TFF starts a worker
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     out = tmp_path / "div"
     code = run_simulation.main(QUICK + ["--client-optimizer", "sgd", "--client-lr", "1e30", "--rounds", "3",

@@ -1,11 +1,14 @@
-"""scripts/reproduce.py settings and scripts/make_results.py rendering (from the committed trial results)."""
+"""tff_prune.experiments settings and tff_prune.results_doc rendering (from the committed trial results)."""
 
 import json
+import shutil
 import os
 
 import pytest
 
-from scripts import make_results, reproduce
+from tff_prune import experiments as reproduce
+from tff_prune import results_doc as make_results
+from tff_prune.cli import reproduce as reproduce_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +58,7 @@ def test_a_shorter_trial_keeps_the_papers_prune_window_share():
 
 def test_bad_experiment_name(capsys):
     with pytest.raises(SystemExit):
-        reproduce.main(["--experiment", "mnist"])
+        reproduce_cli.main(["--experiment", "mnist"])
     assert "unknown 'mnist'" in capsys.readouterr().err
 
 
@@ -66,14 +69,15 @@ def test_results_markdown_is_generated_from_the_json(tmp_path):
             if os.path.isfile(os.path.join(results, NAME, r, "summary.json"))]
     if not runs:
         pytest.skip("no committed results")
+    discussion = os.path.join(ROOT, "docs", make_results.DISCUSSION)
+    shutil.copy(discussion, tmp_path / make_results.DISCUSSION)  # appended from beside the output
     full = make_results.render(results, str(tmp_path / "RESULTS.md"))
     assert (tmp_path / "results" / f"{NAME}.png").stat().st_size > 0
     text = full.split(f"## {NAME}\n", 1)[1].split("\n## ", 1)[0]  # this experiment's section
     for run in set(make_results.RUN_ORDER) - set(runs):
         assert f"| {run} | not run yet |" in text
-    if os.path.isfile(make_results.DISCUSSION):
-        with open(make_results.DISCUSSION) as f:
-            assert f.read().strip() in full
+    with open(discussion) as f:
+        assert full.endswith(f.read())
     for run in runs:
         with open(os.path.join(results, NAME, run, "summary.json")) as f:
             s = json.load(f)
@@ -115,16 +119,15 @@ def test_experiments_not_started_are_listed_with_their_plan_and_the_authors_numb
 
 
 def test_centralized_reference_uses_the_experiments_model_and_the_clients_optimizer():
-    exp = reproduce.EXPERIMENTS["celeba_resnet"]
-    args = reproduce.centralized_args(exp, "/tmp/x", seed=3)
-    flags = dict(zip(args[::2], args[1::2]))
-    assert (flags["--dataset"], flags["--model"], flags["--epochs"]) == ("celeba", "resnet", str(exp.central_epochs))
-    assert (flags["--batch-size"], flags["--lr"], flags["--seed"]) == ("32", "1e-3", "3")
+    exp = reproduce.EXPERIMENTS["celeba_cnn_smiling"]
+    kwargs = reproduce.centralized_kwargs(exp, seed=3)
+    assert kwargs == dict(epochs=exp.central_epochs, batch_size=32, lr=1e-3, seed=3, celeba_attribute="smiling")
     assert reproduce.ALL_RUNS[0] == reproduce.CENTRALIZED and reproduce.CENTRALIZED not in reproduce.RUNS
-    from scripts import centralized_baseline
+    import inspect
 
-    parsed = centralized_baseline.build_parser().parse_args(args)
-    assert (parsed.dataset, parsed.model, parsed.epochs, parsed.quiet) == ("celeba", "resnet", exp.central_epochs, True)
+    from tff_prune.centralized import run_centralized
+
+    inspect.signature(run_centralized).bind("celeba", "cnn", "/tmp/x", **kwargs)  # every key is an argument
 
 
 def test_the_centralized_reference_is_reported_beside_the_runs(tmp_path):
@@ -144,7 +147,7 @@ def test_the_centralized_reference_is_reported_beside_the_runs(tmp_path):
             "scores 54.98%.") in text
     assert (tmp_path / "results" / "celeba_resnet.png").stat().st_size > 0
     other = full.split("## femnist_cnn\n", 1)[1].split("\n## ", 1)[0]
-    assert "Centralized reference: not run yet (`scripts/reproduce.py --experiment femnist_cnn --runs centralized`)" \
+    assert "Centralized reference: not run yet (`tff-prune-reproduce --experiment femnist_cnn --runs centralized`)" \
         in other
 
 
@@ -154,13 +157,12 @@ def test_other_seeds_go_to_their_own_folder_and_bad_seed_is_refused(capsys):
     with pytest.raises(RuntimeError, match=r"\(seed 2\) needs the inherit run's final size"):
         reproduce.magnitude_sparsity(reproduce.EXPERIMENTS["femnist_cnn"], "/nonexistent", "femnist_cnn", seed=2)
     with pytest.raises(SystemExit):
-        reproduce.main(["--experiment", "femnist_cnn", "--seed", "-1"])
+        reproduce_cli.main(["--experiment", "femnist_cnn", "--seed", "-1"])
     assert "--seed: must be >= 0, got -1" in capsys.readouterr().err
 
 
 def test_runs_on_other_seeds_are_tabled_against_the_same_seeds_fedavg(tmp_path):
     """Seed 1 is seed 0's committed runs with inherit_low's test accuracy raised by exactly 1 point."""
-    import shutil
 
     src = os.path.join(ROOT, "results", "celeba_resnet_sgd")
     if not all(os.path.isfile(os.path.join(src, r, "summary.json")) for r in ("fedavg", "inherit_low", "reinit")):

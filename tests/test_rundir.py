@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                                            "cannot create /sys/tff_prune_test/run (Operation not permitted)"]),
 ])
 def test_unusable_output_dir_is_refused_before_any_work(make, messages, tmp_path, capsys):
-    from scripts import run_simulation
+    from tff_prune.cli import run as run_simulation
 
     out = str(make(tmp_path))
     try:
@@ -52,7 +52,7 @@ def test_resume_mismatch_names_the_real_flag():
     assert ExperimentConfig(k=1.0).resume_mismatches(saved) == ["--k (checkpoint: 2.2, now: 1.0)"]
 
 
-HOLDER = ("import sys, time; sys.path.insert(0, {root!r}); from tff_prune.federated import rundir\n"
+HOLDER = ("import time; from tff_prune.federated import rundir\n"
           "with rundir.claim({out!r}):\n    print('held', flush=True); time.sleep(600)\n")
 
 

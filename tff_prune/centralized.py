@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
@@ -93,3 +95,71 @@ def train_centralized(model: tf.keras.Model, train: tuple[np.ndarray, np.ndarray
     majority = float(np.bincount(np.asarray(ty, dtype=np.int64)).max() / len(ty))
     return CentralizedResult(curve, int(len(x)), int(len(tx)), majority)
 
+
+
+def plot_curve(result: CentralizedResult, path: str, title: str) -> str:
+    """Train / test accuracy (%) against epoch, with the test majority-class share; PNG written to ``path``.
+
+    Returns:
+      ``path``.
+    """
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tff_prune.report import save_figure
+
+    ep = [e["epoch"] for e in result.curve]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ep, [100 * e["train_accuracy"] for e in result.curve], marker="o", label="train (pooled)")
+    ax.plot(ep, [100 * e["test_accuracy"] for e in result.curve], marker="o", label="test clients")
+    ax.axhline(100 * result.test_majority, color="grey", ls="--", label="test majority class")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", title=title)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def run_centralized(dataset: str, model: str, output_dir: str, *, data_dir: Optional[str] = None,
+                    epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                    femnist_crop: bool = False, celeba_attribute: str = "male",
+                    max_clients: Optional[int] = None, progress: bool = True) -> tuple[dict, CentralizedResult]:
+    """Loads the pooled training clients, trains ``model`` on them, writes summary.json and curves.png.
+
+    Args:
+      dataset, model: ``config.DATASETS`` / ``config.MODELS`` names. output_dir: created if missing.
+      data_dir: the packed data (``config.resolve_data_dir``: default $TFF_PRUNE_DATA_DIR, else ../shared/data).
+      epochs, batch_size, lr, seed: as :func:`train_centralized`. femnist_crop, celeba_attribute,
+        max_clients: as ``data.load``.
+
+    Returns:
+      (the summary.json dict, the :class:`CentralizedResult`).
+
+    Raises:
+      DataError: the data folder is missing or incomplete. ValueError: an unknown CelebA attribute.
+    """
+    import os
+
+    from tff_prune import data as data_lib
+    from tff_prune.config import resolve_data_dir
+    from tff_prune.models import get_model
+    from tff_prune.report import write_json
+
+    data = data_lib.load(dataset, resolve_data_dir(data_dir), max_clients=max_clients,
+                         femnist_crop=femnist_crop, celeba_attribute=celeba_attribute)
+    train, test = data.train_arrays(), data.test_arrays()
+    result = train_centralized(get_model(model, dataset, seed=seed), train, test, epochs, batch_size, lr, seed,
+                               progress=progress)
+    out = os.path.abspath(output_dir)
+    summary = {"dataset": dataset, "model": model, "epochs": epochs, "batch_size": batch_size,
+               "lr": lr, "seed": seed, "femnist_crop": femnist_crop,
+               "celeba_attribute": celeba_attribute if dataset == "celeba" else None,
+               "num_train_clients": len(data.client_ids), **result.to_json()}
+    write_json(os.path.join(out, "summary.json"), summary)
+    plot_curve(result, os.path.join(out, "curves.png"),
+               f"{dataset} {model}: centralized, {len(data.client_ids)} clients pooled")
+    return summary, result

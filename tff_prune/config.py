@@ -88,7 +88,7 @@ def parse_workers(spec: str) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """All settings of one simulation (see ``scripts/run_simulation.py --help``).
+    """All settings of one simulation (see ``tff-prune-run --help``).
 
     Attributes:
       dataset: ``"femnist"`` or ``"celeba"``.
@@ -125,7 +125,7 @@ class ExperimentConfig:
       femnist_crop: apply the authors' crop ``[5:20, 5:20]`` resized back to 28x28.
       max_clients: use only the first N writers (None: all); for quick runs and tests.
       latency_runs: timed TFLite invokes for the host latency of the final model.
-      workers: ``"host1:port,host2:port"`` of running TFF workers (``scripts/run_worker.py``);
+      workers: ``"host1:port,host2:port"`` of running TFF workers (``tff-prune-worker``);
         None runs on TFF's local runtime.
       round_timeout: seconds a round may take on the workers before the run stops with an
         error naming the round and the workers that did not answer.
@@ -248,7 +248,7 @@ class ExperimentConfig:
                               help="the last N rounds train the quantization-aware (tfmot) final architecture in TFF; "
                                    "pruning stops when they start; exports `qat_int8` next to post-training `int8`")
     workers: Optional[str] = setting(None, group="distributed (TFF's remote runtime)", metavar="h:p,h:p", shown="none (local)",
-                                     help="run rounds on TFF workers started with `scripts/run_worker.py` (section "
+                                     help="run rounds on TFF workers started with `tff-prune-worker` (section "
                                           "\"Several machines\")")
     round_timeout: float = setting(600.0, group="distributed (TFF's remote runtime)", shown="600",
                                    help="seconds a round may take on the workers before the run stops naming the "
@@ -338,7 +338,7 @@ class ExperimentConfig:
             try:
                 parse_workers(self.workers)
             except ValueError as e:
-                fail("workers", f"{e}; give host:port,host:port of workers started with scripts/run_worker.py")
+                fail("workers", f"{e}; give host:port,host:port of workers started with tff-prune-worker")
         if not (self.round_timeout > 0):
             fail("round-timeout", f"must be > 0 seconds, got {self.round_timeout!r}")
         if not self.output_dir or not self.output_dir.strip():

@@ -1,7 +1,7 @@
 """Command-line flags of a run, generated from :class:`~tff_prune.config.ExperimentConfig`'s field metadata.
 
 One definition per setting: a field's :func:`~tff_prune.config.setting` metadata gives its flag, type, default,
-choices and meaning. :func:`add_run_flags` builds the argparse groups of ``scripts/run_simulation.py``,
+choices and meaning. :func:`add_run_flags` builds the argparse groups of ``tff-prune-run``,
 :func:`config_from_args` turns parsed flags into a validated config, and :func:`flag_table` writes the README's
 flag table (``python -m tff_prune.flags`` prints it; a test fails when the README differs).
 """

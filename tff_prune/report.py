@@ -194,7 +194,7 @@ def read_summary(run_dir: str) -> dict:
     """
     path = os.path.join(run_dir, SUMMARY_FILE)
     if not os.path.isfile(path):
-        raise ComparisonError(f"no {SUMMARY_FILE} in {run_dir}; run scripts/run_simulation.py "
+        raise ComparisonError(f"no {SUMMARY_FILE} in {run_dir}; run tff-prune-run "
                               f"--output-dir {run_dir} first")
     try:
         with open(path) as f:

@@ -55,7 +55,7 @@ class WorkerError(RuntimeError):
 
 
 def worker_command(port: int, max_concurrent_computation_calls: int = -1) -> list[str]:
-    """The command line that starts TFF's C++ worker on ``port`` (what ``scripts/run_worker.py`` execs)."""
+    """The command line that starts TFF's C++ worker on ``port`` (what ``tff-prune-worker`` execs)."""
     return [WORKER_BINARY, f"--port={int(port)}",
             f"--max_concurrent_computation_calls={int(max_concurrent_computation_calls)}"]
 
@@ -125,7 +125,7 @@ class ThreadedContext(tff.framework.AsyncContext):
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
             raise WorkerError(f"worker {self.address} is not reachable (no gRPC service within {timeout:g} s). "
-                              f"Start it on that machine with `python scripts/run_worker.py --port "
+                              f"Start it on that machine with `tff-prune-worker --port "
                               f"{self.address.rpartition(':')[2]}`, check host, port and firewall, or drop it "
                               f"from --workers") from None
 

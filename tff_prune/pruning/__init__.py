@@ -7,6 +7,12 @@
 - :func:`prune_model` / :func:`mask_model`: structured surgery (inherit or re-init weights).
 - :class:`PruningController`: accept-on-parameter-drop with patience and a last prune round.
 
+*Width* means one thing throughout the toolkit: a layer's number of output channels (filters of a
+convolution, units of a Dense layer), keyed by layer name (``"<nested model>/<layer>"`` inside nested models).
+``PruningPlan.widths_before`` / ``widths_after`` give it for every producer layer of the dependency graph
+(Conv2D, SeparableConv2D, Dense); ``tff_prune.accounting.conv_widths`` for the Conv2D layers, which is what
+``summary.json``, ``metrics.jsonl`` and the controller's :class:`Decision` report.
+
 Example::
 
     from tff_prune import pruning
@@ -15,8 +21,7 @@ Example::
 """
 
 from tff_prune.pruning.controller import ControllerState, Decision, PruningController
-from tff_prune.pruning.criteria import (Criterion, band, band_keep_mask, band_low, filter_l1, l1_filter_norms, ratio,
-                                         widths_after)
+from tff_prune.pruning.criteria import Criterion, band, band_keep_mask, band_low, filter_l1, ratio
 from tff_prune.pruning.graph import (LAYER_RULES, DependencyGraph, DependencyGroup, LayerContext,
                                      UnsupportedLayerError, barriers, coverage, dependency_graph, leaf_layers,
                                      register_layer_rule, resolve_layer)
@@ -27,20 +32,11 @@ from tff_prune.pruning.slicing import register_layer_slicer
 from tff_prune.pruning.surgery import custom_objects_of, mask_model, prune_model
 
 
-def band_selection(model, k: float) -> dict:
-    """Filters each Conv2D keeps under the paper's band criterion: ``{layer: sorted kept filter indices}``.
-
-    The first release's API, now a thin layer over :func:`plan` (groups of a plain CNN are its convs).
-    """
-    p = plan(model, band(k))
-    return {name: g.kept_filters(name) for g in p.groups for name in g.producers}
-
-
 __all__ = [
     "IMPORTANCES", "LAYER_RULES", "ControllerState", "Criterion", "Decision", "DependencyGraph", "DependencyGroup",
     "LayerContext", "PlannedGroup", "PruningController", "PruningPlan", "UnsupportedLayerError", "band",
-    "band_keep_mask", "band_low", "band_selection", "barriers", "batchnorm_scale_importance", "coverage",
+    "band_keep_mask", "band_low", "barriers", "batchnorm_scale_importance", "coverage",
     "custom_objects_of", "dependency_graph", "filter_l1", "group_importance", "l1_and_batchnorm_importance",
-    "l1_filter_norms", "l1_importance", "leaf_layers", "mask_model", "plan", "plan_from_channels", "plan_from_keep",
-    "prune_model", "ratio", "register_layer_rule", "register_layer_slicer", "resolve_layer", "widths_after",
+    "l1_importance", "leaf_layers", "mask_model", "plan", "plan_from_channels", "plan_from_keep",
+    "prune_model", "ratio", "register_layer_rule", "register_layer_slicer", "resolve_layer",
 ]

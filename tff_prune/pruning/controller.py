@@ -52,7 +52,8 @@ class Decision:
       round: the round at whose start the decision was made (on the aggregate of ``round - 1``).
       action: 'accepted', 'rejected' (no parameter drop), or 'skipped' (pruning inactive).
       params_before: parameter count before; params_after: of the proposal (equal if rejected/skipped).
-      widths_before / widths_after: filters per prunable layer.
+      widths_before / widths_after: filters of every Conv2D (``accounting.conv_widths``; see ``pruning``'s
+        definition of width).
       failures: consecutive failures after this decision.
       stopped: whether pruning is over after this decision; reason: human-readable text.
     """

@@ -21,7 +21,6 @@ Criteria (the fraction and band are computed per group, as the paper does per la
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -142,24 +141,3 @@ def ratio(r: float) -> Criterion:
     if not (0 <= r < 1):
         raise ValueError(f"ratio(r) needs 0 <= r < 1 (the fraction of channels removed per group), got {r!r}")
     return Criterion("ratio", float(r))
-
-
-def l1_filter_norms(model: tf.keras.Model) -> dict[str, np.ndarray]:
-    """L1 norm of every filter of every Conv2D / SeparableConv2D that produces a prunable group.
-
-    Layers inside nested models are named ``"<nested model>/<layer>"``.
-
-    Returns:
-      dict from layer name to a float64 array of shape ``(filters,)``, in model order.
-    """
-    from tff_prune.pruning.graph import dependency_graph  # local: graph is the heavier module
-    graph = dependency_graph(model)
-    names = {p for g in graph.groups if g.prunable for p in g.producers}
-    return {name: filter_l1(layer) for name, layer in graph.layers.items()
-            if name in names and type(layer) is not L.Dense}
-
-
-def widths_after(model: tf.keras.Model, keep: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Filter count of every Conv2D after keeping ``keep`` (layer -> kept indices; others unchanged)."""
-    return {layer.name: int(len(keep[layer.name])) if layer.name in keep else int(layer.filters)
-            for layer in model.layers if type(layer) in (L.Conv2D, L.SeparableConv2D)}
