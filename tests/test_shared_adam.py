@@ -1,5 +1,7 @@
 """``--client-optimizer shared_adam``: clients continue one server-held Adam state (real TFF processes)."""
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -77,7 +79,7 @@ def test_the_server_state_is_the_example_weighted_mean_of_the_clients_moments():
     assert int(both["step"]) == round((24 * 3 + 40 * 5) / 64)  # 4.25 local steps on average -> 4
 
 
-def test_state_round_trip_and_carry_through_a_prune():
+def test_state_round_trip_and_carry_through_a_prune(caplog):
     spec = _data(8, 0).element_spec
     model = _builder()
     shared = build_fed_avg(_builder, spec, 1e-2, 1.0, "shared_adam")
@@ -113,6 +115,13 @@ def test_state_round_trip_and_carry_through_a_prune():
     # Without shared Adam there is nothing to carry.
     fresh = build_fed_avg(_builder, spec, 1e-2, 1.0, "adam")
     assert carry_client_optimizer_state(fresh.initialize(), model, new_state, lambda m: prune_model(m, keep)) is None
+    # A surgery that does not give the new architecture: fresh moments, and a WARNING says so.
+    with caplog.at_level(logging.WARNING, logger="tff_prune.federated.shared_adam"):
+        assert carry_client_optimizer_state(state, model, new_state,
+                                            lambda m: prune_model(m, {"conv1": [0, 1]})) is None
+    assert [r.getMessage() for r in caplog.records if r.name == "tff_prune.federated.shared_adam"] == [
+        "shared_adam: the carried moments' shapes do not fit the new architecture; it starts from "
+        "fresh Adam moments"]
 
 
 def test_a_prune_with_inherited_weights_carries_the_moments_and_resume_continues_them(tmp_path, femnist):

@@ -120,10 +120,7 @@ def with_server_optimizer_state(state, arrays) -> tff.learning.templates.Learnin
     Raises:
       ValueError: ``arrays`` does not fit the state's structure (another optimizer or architecture).
     """
-    finalizer = tf.nest.pack_sequence_as(state.finalizer, list(arrays))
-    return tff.learning.templates.LearningAlgorithmState(
-        global_model_weights=state.global_model_weights, distributor=state.distributor,
-        client_work=state.client_work, aggregator=state.aggregator, finalizer=finalizer)
+    return state._replace(finalizer=tf.nest.pack_sequence_as(state.finalizer, list(arrays)))  # a NamedTuple
 
 
 def keras_to_model_weights(model: tf.keras.Model) -> tff.learning.models.ModelWeights:

@@ -26,6 +26,7 @@ one ``build_adam`` gives (``learning_rate, beta_1, beta_2, epsilon, step, accumu
 from __future__ import annotations
 
 import collections
+import logging
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -33,6 +34,8 @@ import tensorflow as tf
 import tensorflow_federated as tff
 
 from tff_prune.federated.variables import tff_variable_split
+
+_LOG = logging.getLogger(__name__)
 
 ACCUMULATOR, PRECONDITIONER, STEP = "accumulator", "preconditioner", "step"
 
@@ -188,9 +191,7 @@ def with_client_optimizer_state(state, arrays: Sequence[np.ndarray]):
     for old, new in zip(tf.nest.flatten(state.client_work), tf.nest.flatten(client_work)):
         if np.shape(old) != np.shape(new):
             raise ValueError(f"client optimizer state of shape {np.shape(new)} does not fit {np.shape(old)}")
-    return tff.learning.templates.LearningAlgorithmState(
-        global_model_weights=state.global_model_weights, distributor=state.distributor, client_work=client_work,
-        aggregator=state.aggregator, finalizer=state.finalizer)
+    return state._replace(client_work=client_work)  # LearningAlgorithmState is a NamedTuple
 
 
 def carry_client_optimizer_state(old_state, old_model: tf.keras.Model, new_state,
@@ -203,7 +204,7 @@ def carry_client_optimizer_state(old_state, old_model: tf.keras.Model, new_state
 
     Returns:
       ``new_state`` with the carried client work state, or None when the states hold no shared Adam state or the
-      carried shapes do not fit ``new_state``'s (the new process then starts from fresh moments).
+      carried shapes do not fit ``new_state``'s (the new process then starts from fresh moments; a WARNING says so).
     """
     if not (_is_shared(old_state) and _is_shared(new_state)):
         return None
@@ -213,14 +214,16 @@ def carry_client_optimizer_state(old_state, old_model: tf.keras.Model, new_state
     for key in (ACCUMULATOR, PRECONDITIONER):
         variables = tff_variable_split(copy)[0]
         if len(variables) != len(cw[key]):
+            _LOG.warning("shared_adam: %d moments for %d trainable variables; the new architecture starts from "
+                         "fresh Adam moments", len(cw[key]), len(variables))
             return None
         for v, m in zip(variables, cw[key]):
             v.assign(np.asarray(m))
         carried = [v.numpy() for v in tff_variable_split(carry(copy))[0]]
         if [c.shape for c in carried] != [np.shape(t) for t in new_cw[key]]:
+            _LOG.warning("shared_adam: the carried moments' shapes do not fit the new architecture; it starts from "
+                         "fresh Adam moments")
             return None
         new_cw[key] = tuple(carried)
     new_cw[STEP] = cw[STEP]
-    return tff.learning.templates.LearningAlgorithmState(
-        global_model_weights=new_state.global_model_weights, distributor=new_state.distributor, client_work=new_cw,
-        aggregator=new_state.aggregator, finalizer=new_state.finalizer)
+    return new_state._replace(client_work=new_cw)
