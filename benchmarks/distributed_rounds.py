@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     counts = [int(c) for c in args.clients.split(",")]
     if min(counts) < 2 or args.rounds < 1:
         p.error("--clients values must be >= 2 and --rounds >= 1")
-    from tff_prune.config import resolve_data_dir
+    from tff_prune.data.catalog import resolve_data_dir
     from tff_prune.data import load_femnist
     from tff_prune.report import write_json
 

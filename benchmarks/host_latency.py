@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from tff_prune import accounting
-    from tff_prune.config import resolve_data_dir
+    from tff_prune.data.catalog import resolve_data_dir
     from tff_prune.data import sample_images
     from tff_prune.models import get_model
     from tff_prune.report import write_json

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     if args.clients < 1 or args.rounds < 1 or args.local_epochs < 1:
         p.error("--clients, --rounds and --local-epochs must be >= 1")
     from tff_prune import accounting
-    from tff_prune.config import resolve_data_dir
+    from tff_prune.data.catalog import resolve_data_dir
     from tff_prune.data import load_femnist
     from tff_prune.federated.process import stop_worker_processes
     from tff_prune.models import get_model

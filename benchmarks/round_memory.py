@@ -41,7 +41,7 @@ def child(name: str, label: str, clients: int, epochs: int, data_dir: str | None
     from tff_prune.experiments import EXPERIMENTS
     from tff_prune import accounting
     from tff_prune import data as datasets
-    from tff_prune.config import resolve_data_dir
+    from tff_prune.data.catalog import resolve_data_dir
     from tff_prune.federated.process import build_fed_avg, keras_to_model_weights, stop_worker_processes, worker_pids
     from tff_prune.models import get_model
 

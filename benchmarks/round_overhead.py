@@ -98,7 +98,7 @@ def main(argv=None) -> int:
 
     import_tensorflow()
     from benchmarks.distributed_rounds import start_workers
-    from tff_prune.config import resolve_data_dir
+    from tff_prune.data.catalog import resolve_data_dir
     from tff_prune.data import load_femnist
     from tff_prune.federated.process import stop_worker_processes
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from tff_prune.config import resolve_data_dir
+from tff_prune.data.catalog import resolve_data_dir
 
 
 @pytest.fixture(scope="session")

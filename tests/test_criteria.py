@@ -6,7 +6,8 @@ import pytest
 from tff_prune.models import get_model
 from tff_prune.config import ExperimentConfig
 from tff_prune.federated.steps.structured import make_plan
-from tff_prune.pruning import band, band_keep_mask, band_low, filter_l1, plan
+from tff_prune.pruning import (CRITERION_NAMES, band, band_keep_mask, band_low, criterion_from_name, filter_l1, plan,
+                               ratio)
 
 
 def test_both_tails_are_removed():
@@ -94,3 +95,16 @@ def test_l1_norms_of_the_femnist_cnn():
     assert sorted(sel) == ["conv1", "conv2"]
     for name, s in norms.items():
         np.testing.assert_array_equal(sel[name], np.flatnonzero(band_keep_mask(s, 2.2)))
+
+
+def test_criteria_by_name_are_the_configs_choices():
+    from tff_prune.config import CRITERIA
+
+    assert CRITERIA == CRITERION_NAMES  # config stays TF-free, so it lists the names again
+    assert criterion_from_name("band", k=2.5) == band(2.5)
+    assert criterion_from_name("band_low", k=1.0) == band_low(1.0)
+    assert criterion_from_name("ratio", prune_ratio=0.3) == ratio(0.3)
+    with pytest.raises(ValueError, match="unknown criterion 'l2'; choose one of band, band_low, ratio"):
+        criterion_from_name("l2")
+    with pytest.raises(ValueError, match="ratio"):
+        criterion_from_name("ratio", prune_ratio=1.5)

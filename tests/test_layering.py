@@ -27,3 +27,13 @@ def test_engine_models_accounting_and_mobile_do_not_import_tff():
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert "LOADED []" in proc.stdout, proc.stdout
+
+
+def test_configuration_and_the_data_catalog_import_without_tensorflow():
+    code = ("import sys\nfrom tff_prune.config import ExperimentConfig\nfrom tff_prune.data.catalog import DATASETS\n"
+            "from tff_prune.flags import add_run_flags\nfrom tff_prune import experiments\n"
+            "ExperimentConfig()\nprint('LOADED', 'tensorflow' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "LOADED False" in proc.stdout, proc.stdout

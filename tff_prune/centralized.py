@@ -132,7 +132,7 @@ def run_centralized(dataset: str, model: str, output_dir: str, *, data_dir: Opti
 
     Args:
       dataset, model: ``config.DATASETS`` / ``config.MODELS`` names. output_dir: created if missing.
-      data_dir: the packed data (``config.resolve_data_dir``: default $TFF_PRUNE_DATA_DIR, else ../shared/data).
+      data_dir: the packed data (``data.catalog.resolve_data_dir``: default $TFF_PRUNE_DATA_DIR, else ../shared/data).
       epochs, batch_size, lr, seed: as :func:`train_centralized`. femnist_crop, celeba_attribute,
         max_clients: as ``data.load``.
 
@@ -145,7 +145,7 @@ def run_centralized(dataset: str, model: str, output_dir: str, *, data_dir: Opti
     import os
 
     from tff_prune import data as data_lib
-    from tff_prune.config import resolve_data_dir
+    from tff_prune.data.catalog import resolve_data_dir
     from tff_prune.models import get_model
     from tff_prune.report import write_json
 

@@ -12,14 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from typing import Any, Mapping, Optional
 
-DATA_DIR_ENV = "TFF_PRUNE_DATA_DIR"
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA_DIR = os.path.join(PROJECT_ROOT, os.pardir, "shared", "data")
+from tff_prune.data.catalog import DATASETS, resolve_data_dir
 
-DATASETS = ("femnist", "celeba")
 MODELS = ("cnn", "resnet", "inception", "mobilenetv2", "mobilenetv3small")  # = models.registry.MODEL_NAMES (tested)
 CRITERIA = ("band", "band_low", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
@@ -53,20 +49,6 @@ def setting(default: Any = dataclasses.MISSING, *, help: str, group: str, choice
 
 class ConfigError(ValueError):
     """A configuration value is invalid. The message names the flag and the fix."""
-
-
-def resolve_data_dir(flag_value: Optional[str]) -> str:
-    """Returns the directory holding the packed data files.
-
-    Order: the ``--data-dir`` flag, else the ``TFF_PRUNE_DATA_DIR`` environment
-    variable, else ``../shared/data`` next to the project root.
-    """
-    if flag_value:
-        return os.path.abspath(os.path.expanduser(flag_value))
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    return os.path.normpath(DEFAULT_DATA_DIR)
 
 
 def parse_workers(spec: str) -> list[str]:

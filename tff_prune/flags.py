@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any
 
-from tff_prune.config import ExperimentConfig, resolve_data_dir
+from tff_prune.config import ExperimentConfig
+from tff_prune.data.catalog import resolve_data_dir
 
 TYPES = {"int": int, "float": float, "str": str, "Optional[int]": int, "Optional[str]": str}
 # Flags of the run command that are not settings of the experiment (they do not enter the checkpoint).

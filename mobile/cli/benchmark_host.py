@@ -25,7 +25,7 @@ from tff_prune.tf_logging import import_tensorflow
 import_tensorflow()  # first, so TF 2.14's CUDA-registration noise never prints
 
 from mobile import host_benchmark, report
-from tff_prune.config import resolve_data_dir
+from tff_prune.data.catalog import resolve_data_dir
 from tff_prune.data import DataError
 
 

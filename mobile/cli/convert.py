@@ -30,7 +30,7 @@ import_tensorflow()  # first, so TF 2.14's CUDA-registration noise never prints
 
 from mobile.convert import IO_DTYPES, MIN_REPRESENTATIVE, ConversionError, parse_variants
 from mobile.export import export_variants, size_table
-from tff_prune.config import resolve_data_dir
+from tff_prune.data.catalog import resolve_data_dir
 
 
 def load_keras_model(path: str):

@@ -102,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     measured, note = {}, "--no-latency"
     if not args.no_latency:
         from mobile.host_benchmark import BenchmarkError
-        from tff_prune.config import resolve_data_dir
+        from tff_prune.data.catalog import resolve_data_dir
 
         try:
             measured, note = measure_side_by_side(

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tff_prune.config import DATA_DIR_ENV
+from tff_prune.data.catalog import DATA_DIR_ENV
 
 CACHE_DIR_ENV = "TFF_PRUNE_CACHE_DIR"
 

@@ -6,10 +6,10 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from tff_prune.data.catalog import DATASETS
 from tff_prune.models import cnn, inception, mobile, resnet
 
 MODEL_NAMES = ("cnn", "resnet", "inception", "mobilenetv2", "mobilenetv3small")
-DATASETS = ("femnist", "celeba")
 _INPUT_SHAPES = {"femnist": (28, 28, 1), "celeba": (84, 84, 3)}
 _NUM_CLASSES = {"femnist": 62, "celeba": 2}
 

@@ -21,7 +21,8 @@ Example::
 """
 
 from tff_prune.pruning.controller import ControllerState, Decision, PruningController
-from tff_prune.pruning.criteria import Criterion, band, band_keep_mask, band_low, filter_l1, ratio
+from tff_prune.pruning.criteria import (CRITERION_NAMES, Criterion, band, band_keep_mask, band_low,
+                                         criterion_from_name, filter_l1, ratio)
 from tff_prune.pruning.graph import (LAYER_RULES, DependencyGraph, DependencyGroup, LayerContext,
                                      UnsupportedLayerError, barriers, coverage, dependency_graph, leaf_layers,
                                      register_layer_rule, resolve_layer)
@@ -33,10 +34,10 @@ from tff_prune.pruning.surgery import custom_objects_of, mask_model, prune_model
 
 
 __all__ = [
-    "IMPORTANCES", "LAYER_RULES", "ControllerState", "Criterion", "Decision", "DependencyGraph", "DependencyGroup",
-    "LayerContext", "PlannedGroup", "PruningController", "PruningPlan", "UnsupportedLayerError", "band",
-    "band_keep_mask", "band_low", "barriers", "batchnorm_scale_importance", "coverage",
-    "custom_objects_of", "dependency_graph", "filter_l1", "group_importance", "l1_and_batchnorm_importance",
-    "l1_importance", "leaf_layers", "mask_model", "plan", "plan_from_channels", "plan_from_keep",
-    "prune_model", "ratio", "register_layer_rule", "register_layer_slicer", "resolve_layer",
+    "CRITERION_NAMES", "ControllerState", "Criterion", "Decision", "DependencyGraph", "DependencyGroup",
+    "IMPORTANCES", "LAYER_RULES", "LayerContext", "PlannedGroup", "PruningController", "PruningPlan",
+    "UnsupportedLayerError", "band", "band_keep_mask", "band_low", "barriers", "batchnorm_scale_importance",
+    "coverage", "criterion_from_name", "custom_objects_of", "dependency_graph", "filter_l1", "group_importance",
+    "l1_and_batchnorm_importance", "l1_importance", "leaf_layers", "mask_model", "plan", "plan_from_channels",
+    "plan_from_keep", "prune_model", "ratio", "register_layer_rule", "register_layer_slicer", "resolve_layer",
 ]

@@ -141,3 +141,20 @@ def ratio(r: float) -> Criterion:
     if not (0 <= r < 1):
         raise ValueError(f"ratio(r) needs 0 <= r < 1 (the fraction of channels removed per group), got {r!r}")
     return Criterion("ratio", float(r))
+
+
+CRITERION_NAMES = ("band", "band_low", "ratio")  # = config.CRITERIA (tested; config stays TF-free)
+
+
+def criterion_from_name(name: str, *, k: float = 2.2, prune_ratio: float = 0.2) -> Criterion:
+    """The criterion a name stands for (``--criterion``): ``band(k)``, ``band_low(k)`` or ``ratio(prune_ratio)``.
+
+    Raises:
+      ValueError: an unknown name (the message lists :data:`CRITERION_NAMES`), or ``k`` / ``prune_ratio`` out of
+        range (as :func:`band` / :func:`ratio` raise).
+    """
+    if name == "ratio":
+        return ratio(prune_ratio)
+    if name in ("band", "band_low"):
+        return band(k) if name == "band" else band_low(k)
+    raise ValueError(f"unknown criterion {name!r}; choose one of {', '.join(CRITERION_NAMES)}")

@@ -23,16 +23,9 @@ from tff_prune.federated.steps.base import RunState, ServerStep, skipped
 from tff_prune.pruning import ControllerState, Decision, PruningController, prune_model
 
 
-def criterion_from_config(config: ExperimentConfig) -> pruning.Criterion:
-    """The run's criterion: ``band(k)``, ``band_low(k)`` or ``ratio(prune_ratio)``."""
-    if config.criterion == "ratio":
-        return pruning.ratio(config.prune_ratio)
-    return pruning.band(config.k) if config.criterion == "band" else pruning.band_low(config.k)
-
-
 def make_plan(model: tf.keras.Model, config: ExperimentConfig) -> pruning.PruningPlan:
     """The server's pruning proposal for the global ``model`` under the run's criterion."""
-    criterion = criterion_from_config(config)
+    criterion = pruning.criterion_from_name(config.criterion, k=config.k, prune_ratio=config.prune_ratio)
     if config.round_mode == "final":  # rounding waits until pruning stops (final_rounding_plan)
         return pruning.plan(model, criterion, min_channels=config.min_channels)
     return pruning.plan(model, criterion, min_channels=config.min_channels, round_to=config.round_to,
