@@ -30,3 +30,14 @@ def test_import_drops_the_cuda_registration_errors_and_keeps_the_rest():
 def _messages(stderr: str) -> set:
     """stderr lines without TF's leading timestamp (``2026-12-02 17:46:15.481403: ``)."""
     return {re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: ", "", line) for line in stderr.splitlines()}
+
+
+def test_a_celeba_run_starts_without_the_cuda_registration_errors(tmp_path):
+    """--dataset celeba validates its attribute against TFF's list (TF, TFF and jax imported): still filtered."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "scripts/run_simulation.py", "--dataset", "celeba", "--celeba-attribute",
+                           "bogus", "--output-dir", str(tmp_path / "run")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    assert "--celeba-attribute: unknown CelebA attribute 'bogus'" in proc.stderr
+    assert "Unable to register" not in proc.stderr and "cudart_stub" not in proc.stderr, proc.stderr

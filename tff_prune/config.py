@@ -293,6 +293,11 @@ class ExperimentConfig:
         if self.femnist_crop and self.dataset != "femnist":
             fail("femnist-crop", f"only applies to --dataset femnist, not {self.dataset!r}")
         if self.dataset == "celeba":
+            # TFF's attribute list imports TF, TFF and jax (which sets TF_CPP_MIN_LOG_LEVEL=1): import TF first
+            # through the filter, or the run starts with TF's CUDA-registration errors and grappler INFO lines.
+            from tff_prune.tf_logging import import_tensorflow
+
+            import_tensorflow()
             from tff_prune.data.celeba import check_attribute
 
             try:
