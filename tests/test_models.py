@@ -72,6 +72,27 @@ def test_keras_mobile_models_build_for_celeba_and_plan(name, params, flops):
     assert all(g.kept % 8 == 0 for g in plan.groups if len(g.pruned_channels))
 
 
+@pytest.mark.parametrize("name", ["mobilenetv2", "mobilenetv3small"])
+def test_keras_mobile_models_bn_statistics_follow_short_local_training(name):
+    """BatchNormalization momentum 0.9 (Keras: 0.999), kept by a pruned copy, and used by a training step."""
+    import tensorflow as tf
+
+    from tff_prune.models.mobile import BN_MOMENTUM
+
+    model = get_model(name, "celeba", seed=0)
+    bns = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    assert bns and {layer.momentum for layer in bns} == {BN_MOMENTUM} == {0.9}
+    pruned = pruning.prune_model(model, pruning.plan(model, pruning.ratio(0.25), round_to=8))
+    assert {layer.momentum for layer in pruned.layers
+            if isinstance(layer, tf.keras.layers.BatchNormalization)} == {0.9}
+    first = bns[0]
+    x = np.random.default_rng(0).uniform(size=(4, 84, 84, 3)).astype("float32")
+    model(x, training=True)
+    inputs = tf.keras.Model(model.inputs, first.input)(x)
+    batch_mean = tf.reduce_mean(inputs, axis=(0, 1, 2)).numpy()
+    np.testing.assert_allclose(first.moving_mean.numpy(), 0.1 * batch_mean, rtol=1e-4, atol=1e-6)
+
+
 def test_keras_mobile_models_pad_femnist_to_32():
     model = get_model("mobilenetv2", "femnist", seed=0)
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 62)
