@@ -37,7 +37,7 @@ def _status_bytes(pid: int | str, field: str) -> int:
 
 def child(name: str, label: str, clients: int, epochs: int, data_dir: str | None) -> dict:
     """One measurement (runs in its own process); returns the dict printed as JSON."""
-    from benchmarks.host_latency import pruned_to
+    from host_latency import pruned_to  # a sibling: benchmarks/ is sys.path[0] when run as a script
     from tff_prune.experiments import EXPERIMENTS
     from tff_prune import accounting
     from tff_prune import data as datasets

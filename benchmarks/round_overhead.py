@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     from tff_prune.tf_logging import import_tensorflow
 
     import_tensorflow()
-    from benchmarks.distributed_rounds import start_workers
+    from distributed_rounds import start_workers  # a sibling: benchmarks/ is sys.path[0] when run as a script
     from tff_prune.data.catalog import resolve_data_dir
     from tff_prune.data import load_femnist
     from tff_prune.federated.process import stop_worker_processes

@@ -74,3 +74,24 @@ def test_the_wheel_holds_both_packages_and_the_commands(tmp_path):
             "mobile/cli/convert.py", "mobile/convert.py"} <= names
     for name, target in SCRIPTS.items():
         assert f"{name} = {target}" in entry_points
+
+
+def test_benchmarks_import_what_they_find_when_run_as_scripts():
+    """`python benchmarks/x.py` puts benchmarks/ (not the repository root) first on sys.path: a benchmark imports
+    the installed packages and its sibling files, never ``benchmarks.<name>``."""
+    import importlib.util
+
+    folder = os.path.join(ROOT, "benchmarks")
+    siblings = {name[:-3] for name in os.listdir(folder) if name.endswith(".py")}
+    bad = []
+    for name in sorted(siblings):
+        with open(os.path.join(folder, name + ".py")) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            modules = ([node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else
+                       [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for module in modules:
+                top = module.split(".")[0]
+                if top == "benchmarks" or (top not in siblings and importlib.util.find_spec(top) is None):
+                    bad.append(f"{name}.py imports {module}")
+    assert bad == []
