@@ -8,11 +8,13 @@
 Both end in ``softmax`` like the paper's models. Their BatchNormalization layers use momentum
 :data:`BN_MOMENTUM` (0.9) instead of Keras' 0.999 for these applications: a federated client takes a few local
 steps per round (CelebA: about 5), so with 0.999 the moving mean and variance that inference uses stay near their
-initial values (0 and 1) for hundreds of rounds. Measured on CelebA ``male``, MobileNetV3Small, shared Adam, 20
-clients per round: after 20 rounds the averaged moving variances were still 0.92-0.96 and the global model
-predicted one class for every test photo (45.02% at rounds 10, 15 and 20) while the clients' own training
-accuracy was 80-91%. Training (batch statistics) is not affected; 0.9 lets the moving statistics follow the last
-few local steps of each client, which FedAvg then averages (``tff_prune/federated/variables.py``). Keras requires at least 32x32 inputs, so
+initial values (0 and 1) for hundreds of rounds (measured on CelebA ``male``, MobileNetV3Small, 20 clients per
+round: averaged moving variances 0.92-0.96 after 20 rounds; with 0.9, 0.01-0.47). Training (batch statistics) is
+not affected; FedAvg averages the clients' moving statistics (``tff_prune/federated/variables.py``). This alone
+does not make CelebA federate: its clients' batches hold one celebrity each (docs/RESULTS.md, "Mobile networks
+on CelebA").
+
+Keras requires at least 32x32 inputs, so
 FEMNIST's 28x28 images are zero-padded to 32x32 by a ``ZeroPadding2D`` first layer (part of
 the model). Keras applications take no initializer seed: with ``seed``,
 ``tf.keras.utils.set_random_seed(seed)`` runs before building (it also seeds Python's and
