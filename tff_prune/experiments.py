@@ -89,8 +89,9 @@ EXPERIMENTS = {
         note="LEAF's CelebA task (label `smiling`), not one of the paper's experiments"), eval_every=5,
         celeba_attribute="smiling"),
     # A mobile network people deploy (issue 20), not one of the paper's: Keras' MobileNetV3Small (weights=None;
-    # squeeze-excitation, hard-swish as TF ops) on CelebA `male` with the paper's Adam as shared_adam. About 35 s
-    # per round at 20 clients here, so 60 rounds (FedAvg and the default mode, about 40 min each).
+    # squeeze-excitation, hard-swish as TF ops) on CelebA `male` with the paper's Adam as shared_adam, 60 rounds
+    # (FedAvg: 28 min here). FedAvg predicted one class at every evaluation, so no default-mode run was made
+    # (docs/RESULTS.md, "Mobile networks on CelebA").
     "celeba_mobilenetv3small": Experiment("celeba", "mobilenetv3small", 2.0, 60, 20, 6, dict(
         note="Keras' MobileNetV3Small (1,532,018 parameters for 2 classes), not one of the paper's experiments"),
         client_optimizer="shared_adam", eval_every=5),
