@@ -13,6 +13,7 @@ import tensorflow as tf
 from tests.conftest import profiler_flops
 from tff_prune import accounting, pruning
 from tff_prune.accounting import count_params
+from tff_prune.models.mobile import with_group_norm
 
 A = tf.keras.applications
 L = tf.keras.layers
@@ -32,11 +33,12 @@ BUILDERS = {
     "efficientnetb0": lambda: A.EfficientNetB0(input_shape=SHAPE, weights=None, classes=5),
     "efficientnetv2b0": lambda: A.EfficientNetV2B0(input_shape=SHAPE, weights=None, classes=5),
     "mobilenetv3small": lambda: A.MobileNetV3Small(input_shape=SHAPE, weights=None, classes=5),
+    "mobilenetv3small_gn": lambda: with_group_norm(A.MobileNetV3Small(input_shape=SHAPE, weights=None, classes=5)),
     "nested_mobilenetv2": nested_mobilenetv2,
     "regnetx002": lambda: A.RegNetX002(input_shape=SHAPE, weights=None, classes=5),
 }
 TARGET = {"efficientnetb0": 0.9, "efficientnetv2b0": 0.9, "mobilenetv3small": 0.9, "nested_mobilenetv2": 0.9,
-          "regnetx002": 0.8}
+          "regnetx002": 0.8, "mobilenetv3small_gn": 0.9}
 _BUILT = {}
 
 
@@ -49,7 +51,7 @@ def built(name):
             return _BUILT[name]
         rng = np.random.default_rng(0)
         for layer in pruning.leaf_layers(model).values():
-            if isinstance(layer, L.BatchNormalization):
+            if isinstance(layer, (L.BatchNormalization, L.GroupNormalization)):
                 layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") for w in layer.get_weights()])
         _BUILT[name] = (model, pruning.dependency_graph(model))
     return _BUILT[name]
@@ -69,7 +71,8 @@ def test_coverage(name):
 
 
 # EfficientNetV2B0 (same blocks as B0 plus fused MBConv) is left out here to keep the file fast.
-@pytest.mark.parametrize("name", ["efficientnetb0", "mobilenetv3small", "nested_mobilenetv2", "regnetx002"])
+@pytest.mark.parametrize("name", ["efficientnetb0", "mobilenetv3small", "nested_mobilenetv2", "regnetx002",
+                                  "mobilenetv3small_gn"])
 def test_pruned_equals_masked(name):
     model, graph = built(name)
     plan = pruning.plan(model, pruning.ratio(0.3), round_to=8)
@@ -111,7 +114,7 @@ def test_regnet_grouped_convs_keep_their_groups():
     assert plan.widths_after["regnetx002_Stage_0_XBlock_0_conv_3x3"] == 12
 
 
-@pytest.mark.parametrize("name", ["efficientnetb0", "mobilenetv3small"])
+@pytest.mark.parametrize("name", ["efficientnetb0", "mobilenetv3small", "mobilenetv3small_gn"])
 def test_flops_agree_with_the_tf_profiler(name):
     model, _ = built(name)
     assert accounting.count_flops(model) == profiler_flops(model)

@@ -1,7 +1,7 @@
 """Engine rules for the blocks mobile CNNs are made of, each on a small synthetic model.
 
 Squeeze-excitation (a gate multiplies the gated tensor), hard-swish written as TF ops,
-grouped convolutions, nested backbones, custom layers, importance and the rule registry.
+grouped convolutions, GroupNormalization, nested backbones, custom layers, importance and the rule registry.
 """
 
 import numpy as np
@@ -164,6 +164,59 @@ def test_grouped_conv_removes_the_same_index_in_every_group():
     assert pruning.plan(model, pruning.ratio(0.5)).widths_after["grouped"] == 8
     # 2 * H * W * kh * kw * (C_in / groups) * C_out + bias, which the TF profiler cannot count
     assert accounting.layer_flops(model)["grouped"] == 2 * 64 * 9 * 4 * 16 + 64 * 16
+
+
+def group_norm_block():
+    inputs = tf.keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", name="conv1")(inputs)
+    x = L.GroupNormalization(4, name="gn1")(x)  # 4 groups of 4 channels
+    x = L.ReLU(name="relu1")(x)
+    x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = L.GroupNormalization(2, scale=False, name="gn_dw")(x)  # no gamma: a removed group's zeros stay 0
+    x = L.Conv2D(6, 1, name="conv2")(x)
+    x = L.GroupNormalization(3, center=False, name="gn2")(x)
+    return tf.keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(x)))
+
+
+def randomize_group_norm(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, L.GroupNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, v.shape).astype("float32") for v in layer.get_weights()])
+    return model
+
+
+def test_group_norm_removes_whole_groups():
+    model = randomize_group_norm(group_norm_block())
+    graph = pruning.dependency_graph(model)
+    assert graph.barriers == {} and pruning.coverage(model) == 1.0
+    g = graph.group_of("conv1")  # tied by gn1's groups of 4 and gn_dw's groups of 8: 2 removable units of 8
+    assert g.channels == 2 and set(g.channel_wise) == {"gn1", "dw", "gn_dw"}
+    np.testing.assert_array_equal(np.sort(g.producer_positions["conv1"], axis=1), np.arange(16).reshape(2, 8))
+    assert graph.group_of("conv2").channels == 3  # gn2: 3 groups of 2
+    plan = pruning.plan_from_channels(model, {g.id: [0], graph.group_of("conv2").id: [1]})
+    pruned = assert_pruned_equals_masked(model, plan, x_for(model))
+    gn1, gn2 = pruned.get_layer("gn1"), pruned.get_layer("gn2")
+    assert (gn1.groups, pruned.get_layer("gn_dw").groups, gn2.groups) == (2, 1, 2)
+    np.testing.assert_array_equal(gn1.gamma.numpy(), model.get_layer("gn1").gamma.numpy()[8:])
+    np.testing.assert_array_equal(gn2.gamma.numpy(), model.get_layer("gn2").gamma.numpy()[[0, 1, 4, 5]])
+    # A ratio plan can only take whole groups: half of conv1's two units of 8.
+    assert pruning.plan(model, pruning.ratio(0.5)).widths_after["conv1"] == 8
+
+
+def test_group_norm_on_another_axis_is_a_barrier():
+    inputs = tf.keras.Input((8, 8, 4))
+    x = L.GroupNormalization(2, axis=1, name="gn_rows")(L.Conv2D(4, 1, name="conv")(inputs))
+    model = tf.keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    assert "normalizes groups on axis 1, not the channel axis" in pruning.dependency_graph(model).barriers["gn_rows"]
+
+
+@pytest.mark.parametrize("scale,center", [(True, True), (True, False), (False, True), (False, False)])
+def test_group_norm_flops_agree_with_the_tf_profiler(scale, center):
+    from tests.conftest import profiler_flops
+    inputs = tf.keras.Input((5, 3, 24))
+    model = tf.keras.Model(inputs, L.GroupNormalization(3, scale=scale, center=center)(inputs))
+    assert accounting.count_flops(model) == profiler_flops(model)
 
 
 def backbone():

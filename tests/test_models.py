@@ -93,6 +93,29 @@ def test_keras_mobile_models_bn_statistics_follow_short_local_training(name):
     np.testing.assert_allclose(first.moving_mean.numpy(), 0.1 * batch_mean, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["mobilenetv2", "mobilenetv3small"])
+def test_group_norm_variants_replace_every_batchnorm(name):
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    bn_model, model = get_model(name, "celeba", seed=0), get_model(name + "_gn", "celeba", seed=0)
+    bns = [layer for layer in bn_model.layers if isinstance(layer, L.BatchNormalization)]
+    gns = [layer for layer in model.layers if isinstance(layer, L.GroupNormalization)]
+    assert not any(isinstance(layer, L.BatchNormalization) for layer in model.layers)
+    assert [layer.name for layer in gns] == [layer.name for layer in bns]
+    assert all(gn.groups * 8 == bn.gamma.shape[-1] and gn.epsilon == bn.epsilon for gn, bn in zip(gns, bns))
+    # The same weights but the moving mean and variance, which GroupNormalization does not have.
+    moving = sum(2 * bn.gamma.shape[-1] for bn in bns)
+    assert accounting.count_params(model) == accounting.count_params(bn_model) - moving
+    assert pruning.coverage(model) == 1.0
+    plan = pruning.plan(model, pruning.band(2.0))
+    pruned = pruning.prune_model(model, plan)
+    assert accounting.count_params(pruned) == plan.params_after < plan.params_before
+    kept = [layer for layer in pruned.layers if isinstance(layer, L.GroupNormalization)]
+    assert all(layer.gamma.shape[-1] == 8 * layer.groups for layer in kept)  # whole groups of 8 went
+    assert sum(layer.groups for layer in kept) < sum(layer.groups for layer in gns)
+
+
 def test_keras_mobile_models_pad_femnist_to_32():
     model = get_model("mobilenetv2", "femnist", seed=0)
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 62)

@@ -14,6 +14,9 @@ which is what the paper's notebooks report. A multiply-accumulate counts as 2 FL
 - Mean (GlobalAveragePooling2D): input elements.
 - BatchNormalization (inference): 0 on 4-D inputs (one FusedBatchNormV3, no registered count);
   on 2-D inputs the unfused ops: ``8 * C`` (``7 * C`` without gamma).
+- GroupNormalization on 4-D inputs (``tf.nn.weighted_moments`` then ``tf.nn.batch_normalization`` on
+  the ``(N, H, W, G, C/G)`` reshape), as the profiler counts it (measured, tests): ``10 * E`` plus
+  ``3 * C`` (gamma and beta), ``2 * C + G`` (gamma only), ``C + G`` (beta only) or ``2 * G`` (neither).
 - Add / Multiply / Maximum / Minimum of n inputs: ``(n - 1) * E`` (E = output elements);
   Subtract: ``E``; Average: ``n * E``; Concatenate: 0.
 - Activations: relu, relu6, elu, selu, tanh, sigmoid, softsign, leaky ReLU: 0; swish/silu ``2 * E``;
@@ -179,6 +182,10 @@ def layer_flops(model: tf.keras.Model) -> dict[str, int]:
         elif isinstance(layer, L.BatchNormalization):
             rank = len(layer.input_shape)
             flops = 0 if rank == 4 else (8 if layer.scale else 7) * layer.input_shape[-1]
+        elif type(layer) is L.GroupNormalization and len(_output_shape(layer)) == 4:
+            c, g = int(_output_shape(layer)[-1]), int(layer.groups)
+            flops = 10 * n_out + {(True, True): 3 * c, (True, False): 2 * c + g, (False, True): c + g,
+                                  (False, False): 2 * g}[(bool(layer.scale), bool(layer.center))]
         elif type(layer) in (L.Add, L.Multiply, L.Maximum, L.Minimum):
             flops = (len(layer.input_shape) - 1) * n_out
         elif type(layer) is L.Subtract:

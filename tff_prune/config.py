@@ -16,7 +16,8 @@ from typing import Any, Mapping, Optional
 
 from tff_prune.data.catalog import DATASETS, resolve_data_dir
 
-MODELS = ("cnn", "resnet", "inception", "mobilenetv2", "mobilenetv3small")  # = models.registry.MODEL_NAMES (tested)
+# = models.registry.MODEL_NAMES (tested)
+MODELS = ("cnn", "resnet", "inception", "mobilenetv2", "mobilenetv3small", "mobilenetv2_gn", "mobilenetv3small_gn")
 CRITERIA = ("band", "band_low", "ratio")
 WEIGHT_MODES = ("inherit", "reinit")
 METHODS = ("structured", "magnitude")

@@ -14,6 +14,15 @@ not affected; FedAvg averages the clients' moving statistics (``tff_prune/federa
 does not make CelebA federate: its clients' batches hold one celebrity each (docs/RESULTS.md, "Mobile networks
 on CelebA").
 
+``mobilenetv2_gn`` / ``mobilenetv3small_gn`` are the same networks with every
+BatchNormalization replaced by GroupNormalization (Wu & He, ECCV 2018) of
+:data:`GN_CHANNELS_PER_GROUP` channels per group (every width of both networks is a multiple of
+8), same epsilon. GroupNorm has no batch statistics, so a client whose batches hold one
+celebrity normalizes the way the server's evaluation does; Hsieh et al. ("The Non-IID Data
+Quagmire of Decentralized Machine Learning", ICML 2020) replace BatchNorm with GroupNorm for
+this reason. The engine prunes them by whole groups (:mod:`tff_prune.pruning.graph`), so every
+pruned width stays a multiple of 8.
+
 Keras requires at least 32x32 inputs, so
 FEMNIST's 28x28 images are zero-padded to 32x32 by a ``ZeroPadding2D`` first layer (part of
 the model). Keras applications take no initializer seed: with ``seed``,
@@ -29,6 +38,7 @@ import tensorflow as tf
 
 MOBILENETV2_ALPHA = 0.35
 BN_MOMENTUM = 0.9  # Keras' applications: 0.999 (module docstring)
+GN_CHANNELS_PER_GROUP = 8
 
 
 def _input(shape: tuple[int, int, int]):
@@ -79,3 +89,37 @@ def _federated_bn(model: tf.keras.Model) -> tf.keras.Model:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             layer.momentum = BN_MOMENTUM
     return model
+
+
+def with_group_norm(model: tf.keras.Model, channels_per_group: int = GN_CHANNELS_PER_GROUP) -> tf.keras.Model:
+    """A new model with every BatchNormalization of ``model`` replaced by a GroupNormalization.
+
+    Each replacement has ``C / channels_per_group`` groups (``C``: the layer's channels), the
+    BatchNormalization's epsilon, name and (with gamma/beta) scale and center; it is rebuilt from
+    the Keras config, so the new model's weights are freshly initialised (GroupNormalization's
+    gamma 1, beta 0; other layers from their initialisers, reproducible after
+    ``tf.keras.utils.set_random_seed``). Nested models are not walked into.
+
+    Raises:
+      ValueError: a BatchNormalization that does not normalize the last axis, or whose channel
+        count is not a multiple of ``channels_per_group``.
+    """
+    config = model.get_config()
+    layers = {layer.name: layer for layer in model.layers}
+    for entry in config["layers"]:
+        if entry["class_name"] != "BatchNormalization":
+            continue
+        layer = layers[entry["config"]["name"]]
+        channels = int(layer.gamma.shape[-1] if layer.scale else layer.moving_mean.shape[-1])
+        axis = [a % len(layer.input_shape) for a in (layer.axis if isinstance(layer.axis, (list, tuple))
+                                                     else [layer.axis])]
+        if axis != [len(layer.input_shape) - 1] or channels % channels_per_group:
+            raise ValueError(f"{layer.name!r}: cannot use GroupNormalization of {channels_per_group} channels per "
+                             f"group on {channels} channels (axis {layer.axis}); pick a divisor of every width")
+        entry["class_name"] = "GroupNormalization"
+        entry["module"] = "keras.layers"
+        entry.pop("registered_name", None)
+        entry["config"] = dict(name=layer.name, trainable=layer.trainable, dtype=entry["config"].get("dtype"),
+                               groups=channels // channels_per_group, axis=-1, epsilon=float(layer.epsilon),
+                               center=bool(layer.center), scale=bool(layer.scale))
+    return model.__class__.from_config(config)

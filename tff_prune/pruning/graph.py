@@ -61,6 +61,11 @@ outputs). Otherwise it removes the *same within-group indices in every group*
 (Torch-Pruning's rule): input channel ``j`` of every group is one coupled channel (so is
 output channel ``j`` of every group), and ``groups`` stays.
 
+GroupNormalization (Wu & He, ECCV 2018) normalizes each group of ``C / groups`` consecutive
+channels with that group's own mean and variance: a group is removed whole (its channels are
+tied; the kept groups' statistics do not change, so pruned == masked holds), and the pruned
+layer keeps its channels per group, with ``groups`` reduced to the kept groups.
+
 Only ``channels_last`` models are supported (the Keras and TFLite default).
 """
 
@@ -444,6 +449,25 @@ def _batchnorm_rule(ctx: LayerContext) -> None:
     ctx.law("reset" if ctx.layer.scale else "preserve")
 
 
+def _groupnorm_rule(ctx: LayerContext) -> None:
+    rank = len(ctx.out_shape)
+    axis = [a % rank for a in np.atleast_1d(ctx.layer.axis)]
+    if axis != [rank - 1]:
+        ctx.barrier(f"{ctx.name!r} (GroupNormalization) normalizes groups on axis {ctx.layer.axis}, not the "
+                    f"channel axis")
+    ctx.identity()
+    # A group's channels share one mean and variance: removing part of a group would change the statistics
+    # of the channels that stay. Whole groups go (the kept groups' statistics are untouched), and the layer
+    # keeps its channels per group (its ``groups`` shrinks).
+    size = ctx.out_channels // int(ctx.layer.groups)
+    for k in range(int(ctx.layer.groups)):
+        ctx.tie(None, np.arange(k * size, (k + 1) * size))
+    ctx.weighted = True
+    # With gamma the mask zeroes gamma and beta: 0 out whatever comes in. Without: a removed group's inputs
+    # are all 0, so its mean and variance are 0 and (x - mean) / sqrt(var + eps) = 0.
+    ctx.law("reset" if ctx.layer.scale else "preserve")
+
+
 def _prelu_rule(ctx: LayerContext) -> None:
     ctx.identity()
     ctx.weighted = True
@@ -568,6 +592,7 @@ for _t in (L.SeparableConv2D, L.Dense):
     register_layer_rule(_t, _producer_rule)
 register_layer_rule(L.DepthwiseConv2D, _depthwise_rule)
 register_layer_rule(L.BatchNormalization, _batchnorm_rule)
+register_layer_rule(L.GroupNormalization, _groupnorm_rule)
 register_layer_rule(L.PReLU, _prelu_rule)
 for _t in PASS_THROUGH:
     register_layer_rule(_t, _pass_through_rule)

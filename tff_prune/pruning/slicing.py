@@ -6,8 +6,8 @@ Keras' (``tf.keras.layers`` docs): Conv2D kernel ``(kh, kw, c_in, c_out)``, Dens
 ``(c_in, c_out)``, SeparableConv2D depthwise ``(kh, kw, c_in, m)`` and pointwise
 ``(1, 1, c_in*m, c_out)``, DepthwiseConv2D kernel ``(kh, kw, c_in, m)`` with bias
 ``(c_in*m,)`` (output channel ``c*m + j`` comes from input channel ``c``),
-BatchNormalization vectors ``(c,)``, PReLU alpha ``input_shape[1:]`` (shared axes 1), grouped
-Conv2D kernel ``(kh, kw, c_in / groups, c_out)`` (input channel ``k * c_in/groups + j`` is row ``j``
+BatchNormalization and GroupNormalization vectors ``(c,)``, PReLU alpha ``input_shape[1:]``
+(shared axes 1), grouped Conv2D kernel ``(kh, kw, c_in / groups, c_out)`` (input channel ``k * c_in/groups + j`` is row ``j``
 of group ``k``).
 
 Layer types of your own with per-channel weights: :func:`register_layer_slicer`.
@@ -95,7 +95,7 @@ def slice_weights(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: n
         return [depthwise, pointwise] + [b[out_keep] for b in w[2:]]
     if t is L.DepthwiseConv2D:
         return [np.compress(in_keep, w[0], axis=2)] + [b[out_keep] for b in w[1:]]
-    if t is L.BatchNormalization:
+    if t in (L.BatchNormalization, L.GroupNormalization):
         return [v[in_keep] for v in w]
     if t is L.PReLU:
         return [a if a.shape[-1] == 1 else np.compress(in_keep, a, axis=-1) for a in w]
@@ -108,7 +108,8 @@ def zero_removed(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: np
     Producers (Conv2D, SeparableConv2D, Dense): the removed filters' kernel slices and
     biases. DepthwiseConv2D: the removed channels' kernel slices and biases.
     BatchNormalization: gamma and beta of removed channels (and the moving mean when the
-    layer has no gamma), so its output is exactly 0 there in inference. Others: nothing.
+    layer has no gamma), so its output is exactly 0 there in inference. GroupNormalization:
+    gamma and beta of the removed channels (whole groups). Others: nothing.
     """
     t = type(layer)
     drop_out, drop_in = ~out_keep, ~in_keep
@@ -130,6 +131,9 @@ def zero_removed(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: np
         w[0][:, :, drop_in, :] = 0
         for b in w[1:]:
             b[drop_out] = 0
+    elif t is L.GroupNormalization:
+        for value in w:  # gamma and beta
+            value[drop_in] = 0
     elif t is L.BatchNormalization:
         names = [_var_name(v) for v in layer.weights]
         for value, name in zip(w, names):

@@ -2,8 +2,8 @@
 
 ``prune_model`` rebuilds the model from its Keras config with fewer filters/units in
 every producer of a pruned group (and the matching ``groups`` of depthwise-like grouped
-convolutions, ``target_shape`` of channel-keeping Reshapes, per-channel constants of TF
-ops) and, with ``weights="inherit"``, copies the survivors' weights into every coupled
+convolutions and of GroupNormalizations, ``target_shape`` of channel-keeping Reshapes,
+per-channel constants of TF ops) and, with ``weights="inherit"``, copies the survivors' weights into every coupled
 tensor (producers' kernels and biases, BatchNormalization gamma/beta/moving statistics,
 DepthwiseConv2D kernels, consumers' input channels or Flatten rows). The result computes
 what ``mask_model`` computes: the original with the removed channels' producing weights
@@ -137,6 +137,8 @@ def _edit_config(entry: dict, layer, graph, masks, name: str) -> None:
     t = type(layer)
     if t is L.Conv2D and layer.groups > 1 and in_keep.size == layer.groups:  # depthwise-like
         cfg["groups"] = int(in_keep.sum())
+    elif t is L.GroupNormalization and not in_keep.all():  # whole groups go (graph ties them)
+        cfg["groups"] = int(in_keep.sum()) // (in_keep.size // int(layer.groups))
     elif t is L.Reshape and not out_keep.all():
         cfg["target_shape"] = list(cfg["target_shape"])[:-1] + [int(out_keep.sum())]
     elif t is TFOpLambda and not in_keep.all():
