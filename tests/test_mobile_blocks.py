@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tff_prune import accounting, pruning
 from tff_prune.accounting import count_params
+from tff_prune.models.group_norm import GroupNorm
 
 L = tf.keras.layers
 
@@ -166,15 +167,15 @@ def test_grouped_conv_removes_the_same_index_in_every_group():
     assert accounting.layer_flops(model)["grouped"] == 2 * 64 * 9 * 4 * 16 + 64 * 16
 
 
-def group_norm_block():
+def group_norm_block(norm=L.GroupNormalization):
     inputs = tf.keras.Input((8, 8, 3))
     x = L.Conv2D(16, 3, padding="same", name="conv1")(inputs)
-    x = L.GroupNormalization(4, name="gn1")(x)  # 4 groups of 4 channels
+    x = norm(4, name="gn1")(x)  # 4 groups of 4 channels
     x = L.ReLU(name="relu1")(x)
     x = L.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = L.GroupNormalization(2, scale=False, name="gn_dw")(x)  # no gamma: a removed group's zeros stay 0
+    x = norm(2, scale=False, name="gn_dw")(x)  # no gamma: a removed group's zeros stay 0
     x = L.Conv2D(6, 1, name="conv2")(x)
-    x = L.GroupNormalization(3, center=False, name="gn2")(x)
+    x = norm(3, center=False, name="gn2")(x)
     return tf.keras.Model(inputs, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(x)))
 
 
@@ -186,8 +187,9 @@ def randomize_group_norm(model, seed=0):
     return model
 
 
-def test_group_norm_removes_whole_groups():
-    model = randomize_group_norm(group_norm_block())
+@pytest.mark.parametrize("norm", [L.GroupNormalization, GroupNorm])
+def test_group_norm_removes_whole_groups(norm):
+    model = randomize_group_norm(group_norm_block(norm))
     graph = pruning.dependency_graph(model)
     assert graph.barriers == {} and pruning.coverage(model) == 1.0
     g = graph.group_of("conv1")  # tied by gn1's groups of 4 and gn_dw's groups of 8: 2 removable units of 8
@@ -197,6 +199,7 @@ def test_group_norm_removes_whole_groups():
     plan = pruning.plan_from_channels(model, {g.id: [0], graph.group_of("conv2").id: [1]})
     pruned = assert_pruned_equals_masked(model, plan, x_for(model))
     gn1, gn2 = pruned.get_layer("gn1"), pruned.get_layer("gn2")
+    assert type(gn1) is norm
     assert (gn1.groups, pruned.get_layer("gn_dw").groups, gn2.groups) == (2, 1, 2)
     np.testing.assert_array_equal(gn1.gamma.numpy(), model.get_layer("gn1").gamma.numpy()[8:])
     np.testing.assert_array_equal(gn2.gamma.numpy(), model.get_layer("gn2").gamma.numpy()[[0, 1, 4, 5]])
@@ -211,12 +214,27 @@ def test_group_norm_on_another_axis_is_a_barrier():
     assert "normalizes groups on axis 1, not the channel axis" in pruning.dependency_graph(model).barriers["gn_rows"]
 
 
+@pytest.mark.parametrize("norm", [L.GroupNormalization, GroupNorm])
 @pytest.mark.parametrize("scale,center", [(True, True), (True, False), (False, True), (False, False)])
-def test_group_norm_flops_agree_with_the_tf_profiler(scale, center):
+def test_group_norm_flops_agree_with_the_tf_profiler(norm, scale, center):
     from tests.conftest import profiler_flops
     inputs = tf.keras.Input((5, 3, 24))
-    model = tf.keras.Model(inputs, L.GroupNormalization(3, scale=scale, center=center)(inputs))
+    model = tf.keras.Model(inputs, norm(3, scale=scale, center=center)(inputs))
     assert accounting.count_flops(model) == profiler_flops(model)
+
+
+def test_group_norm_layer_matches_keras_and_converts_to_tflite():
+    from mobile import convert
+
+    model = randomize_group_norm(group_norm_block(GroupNorm))
+    keras_gn = group_norm_block()
+    keras_gn.set_weights(model.get_weights())
+    x = x_for(model, n=3)
+    np.testing.assert_array_equal(model(x).numpy(), keras_gn(x).numpy())
+    # Keras' own layer converts to a BROADCAST_TO the interpreter rejects; GroupNorm runs, batch 1 and 3.
+    tflite = convert.convert(model, "float32")
+    for n in (1, 3):
+        np.testing.assert_allclose(convert.run_tflite(tflite, x[:n]), model(x[:n]).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def backbone():

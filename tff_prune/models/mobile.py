@@ -15,7 +15,8 @@ does not make CelebA federate: its clients' batches hold one celebrity each (doc
 on CelebA").
 
 ``mobilenetv2_gn`` / ``mobilenetv3small_gn`` are the same networks with every
-BatchNormalization replaced by GroupNormalization (Wu & He, ECCV 2018) of
+BatchNormalization replaced by GroupNormalization (Wu & He, ECCV 2018; as
+:class:`~tff_prune.models.group_norm.GroupNorm`, which converts to TFLite) of
 :data:`GN_CHANNELS_PER_GROUP` channels per group (every width of both networks is a multiple of
 8), same epsilon. GroupNorm has no batch statistics, so a client whose batches hold one
 celebrity normalizes the way the server's evaluation does; Hsieh et al. ("The Non-IID Data
@@ -35,6 +36,8 @@ from __future__ import annotations
 from typing import Optional
 
 import tensorflow as tf
+
+from tff_prune.models.group_norm import GroupNorm
 
 MOBILENETV2_ALPHA = 0.35
 BN_MOMENTUM = 0.9  # Keras' applications: 0.999 (module docstring)
@@ -92,7 +95,7 @@ def _federated_bn(model: tf.keras.Model) -> tf.keras.Model:
 
 
 def with_group_norm(model: tf.keras.Model, channels_per_group: int = GN_CHANNELS_PER_GROUP) -> tf.keras.Model:
-    """A new model with every BatchNormalization of ``model`` replaced by a GroupNormalization.
+    """A new model with every BatchNormalization of ``model`` replaced by a :class:`GroupNorm`.
 
     Each replacement has ``C / channels_per_group`` groups (``C``: the layer's channels), the
     BatchNormalization's epsilon, name and (with gamma/beta) scale and center; it is rebuilt from
@@ -116,10 +119,11 @@ def with_group_norm(model: tf.keras.Model, channels_per_group: int = GN_CHANNELS
         if axis != [len(layer.input_shape) - 1] or channels % channels_per_group:
             raise ValueError(f"{layer.name!r}: cannot use GroupNormalization of {channels_per_group} channels per "
                              f"group on {channels} channels (axis {layer.axis}); pick a divisor of every width")
-        entry["class_name"] = "GroupNormalization"
-        entry["module"] = "keras.layers"
-        entry.pop("registered_name", None)
+        entry["class_name"] = "tff_prune>GroupNorm"
+        entry["module"] = None
+        entry["registered_name"] = "tff_prune>GroupNorm"
         entry["config"] = dict(name=layer.name, trainable=layer.trainable, dtype=entry["config"].get("dtype"),
                                groups=channels // channels_per_group, axis=-1, epsilon=float(layer.epsilon),
                                center=bool(layer.center), scale=bool(layer.scale))
-    return model.__class__.from_config(config)
+    with tf.keras.utils.custom_object_scope({"tff_prune>GroupNorm": GroupNorm}):
+        return model.__class__.from_config(config)

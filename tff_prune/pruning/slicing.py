@@ -95,7 +95,7 @@ def slice_weights(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: n
         return [depthwise, pointwise] + [b[out_keep] for b in w[2:]]
     if t is L.DepthwiseConv2D:
         return [np.compress(in_keep, w[0], axis=2)] + [b[out_keep] for b in w[1:]]
-    if t in (L.BatchNormalization, L.GroupNormalization):
+    if t is L.BatchNormalization:
         return [v[in_keep] for v in w]
     if t is L.PReLU:
         return [a if a.shape[-1] == 1 else np.compress(in_keep, a, axis=-1) for a in w]
@@ -108,8 +108,8 @@ def zero_removed(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: np
     Producers (Conv2D, SeparableConv2D, Dense): the removed filters' kernel slices and
     biases. DepthwiseConv2D: the removed channels' kernel slices and biases.
     BatchNormalization: gamma and beta of removed channels (and the moving mean when the
-    layer has no gamma), so its output is exactly 0 there in inference. GroupNormalization:
-    gamma and beta of the removed channels (whole groups). Others: nothing.
+    layer has no gamma), so its output is exactly 0 there in inference. GroupNormalization
+    (a registered slicer): gamma and beta of the removed channels (whole groups). Others: nothing.
     """
     t = type(layer)
     drop_out, drop_in = ~out_keep, ~in_keep
@@ -131,12 +131,24 @@ def zero_removed(layer: tf.keras.layers.Layer, in_keep: np.ndarray, out_keep: np
         w[0][:, :, drop_in, :] = 0
         for b in w[1:]:
             b[drop_out] = 0
-    elif t is L.GroupNormalization:
-        for value in w:  # gamma and beta
-            value[drop_in] = 0
     elif t is L.BatchNormalization:
         names = [_var_name(v) for v in layer.weights]
         for value, name in zip(w, names):
             if name in ("gamma", "beta") or (name == "moving_mean" and not layer.scale):
                 value[drop_in] = 0
     layer.set_weights(w)
+
+
+def _slice_channel_vectors(layer, in_keep: np.ndarray, out_keep: np.ndarray) -> list[np.ndarray]:
+    return [v[in_keep] for v in layer.get_weights()]
+
+
+def _zero_channel_vectors(layer, in_keep: np.ndarray, out_keep: np.ndarray) -> None:
+    values = layer.get_weights()
+    for value in values:
+        value[~in_keep] = 0
+    layer.set_weights(values)
+
+
+# GroupNormalization: gamma and beta, shape (C,); zeroing both makes a removed group's output 0.
+register_layer_slicer(L.GroupNormalization, _slice_channel_vectors, _zero_channel_vectors)

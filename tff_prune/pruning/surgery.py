@@ -137,7 +137,7 @@ def _edit_config(entry: dict, layer, graph, masks, name: str) -> None:
     t = type(layer)
     if t is L.Conv2D and layer.groups > 1 and in_keep.size == layer.groups:  # depthwise-like
         cfg["groups"] = int(in_keep.sum())
-    elif t is L.GroupNormalization and not in_keep.all():  # whole groups go (graph ties them)
+    elif isinstance(layer, L.GroupNormalization) and not in_keep.all():  # whole groups go (graph ties them)
         cfg["groups"] = int(in_keep.sum()) // (in_keep.size // int(layer.groups))
     elif t is L.Reshape and not out_keep.all():
         cfg["target_shape"] = list(cfg["target_shape"])[:-1] + [int(out_keep.sum())]
