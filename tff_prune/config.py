@@ -138,7 +138,9 @@ class ExperimentConfig:
     dataset: str = setting("femnist", group="data and model", choices=DATASETS,
                            help="`femnist` (300 real writers, 62 classes) or `celeba` (276 real celebrities, one binary attribute)")
     model: str = setting("cnn", group="data and model", choices=MODELS,
-                         help="the paper's architectures: `cnn`, `resnet` (ResNet-7), `inception` (naive Inception); table below")
+                         help="the paper's architectures: `cnn`, `resnet` (ResNet-7), `inception` (naive Inception), table below; "
+                              "Keras' `mobilenetv2` (alpha 0.35), `mobilenetv3small`, and both with GroupNorm for "
+                              "BatchNorm (`mobilenetv2_gn`, `mobilenetv3small_gn`), section \"Mobile CNNs\"")
     data_dir: str = setting(group="data and model", default_factory=lambda: resolve_data_dir(None), metavar="DIR",
                             shown="`$TFF_PRUNE_DATA_DIR`, else `../shared/data`",
                             help="folder with `femnist_leaf_300w.npz` / `celeba_wild_crops84_276ids.npz`")

@@ -101,6 +101,13 @@ EXPERIMENTS = {
     "celeba_mobilenetv3small_smiling": Experiment("celeba", "mobilenetv3small", 2.0, 40, 20, 4, dict(
         note="Keras' MobileNetV3Small on LEAF's CelebA task (label `smiling`), not one of the paper's experiments"),
         eval_every=5, celeba_attribute="smiling"),
+    # The same network with GroupNorm (8 channels per group) in place of every BatchNormalization
+    # (--model mobilenetv3small_gn; Hsieh et al. 2020): no batch statistics, so one-celebrity batches normalize
+    # as the server's evaluation does. The engine prunes it by whole groups of 8. LEAF's task with client Adam
+    # as celeba_mobilenetv3small_smiling, 60 rounds so the default mode's warm-up can end and prune.
+    "celeba_mobilenetv3small_gn_smiling": Experiment("celeba", "mobilenetv3small_gn", 2.0, 60, 20, 6, dict(
+        note="Keras' MobileNetV3Small with GroupNorm in place of BatchNorm, LEAF's CelebA task (label `smiling`), "
+             "not one of the paper's experiments"), eval_every=5, celeba_attribute="smiling"),
     # Not the paper's optimizer: client SGD (lr 0.05). TFF runs the authors' client Adam with fresh moments for
     # every client; on single-class clients its first steps are nearly lr * sign(g), and FedAvg predicted one
     # class for 52 rounds (celeba_resnet). Client SGD federated `male` in a 30-round trial (67.9% at round 30,
