@@ -203,6 +203,9 @@ def test_group_norm_removes_whole_groups(norm):
     assert (gn1.groups, pruned.get_layer("gn_dw").groups, gn2.groups) == (2, 1, 2)
     np.testing.assert_array_equal(gn1.gamma.numpy(), model.get_layer("gn1").gamma.numpy()[8:])
     np.testing.assert_array_equal(gn2.gamma.numpy(), model.get_layer("gn2").gamma.numpy()[[0, 1, 4, 5]])
+    # Network slimming's |gamma| sums over each tied unit (gn_dw has no gamma).
+    gamma = np.abs(model.get_layer("gn1").gamma.numpy().astype(np.float64))
+    np.testing.assert_allclose(pruning.batchnorm_scale_importance(model, graph, g), gamma.reshape(2, 8).sum(axis=1))
     # A ratio plan can only take whole groups: half of conv1's two units of 8.
     assert pruning.plan(model, pruning.ratio(0.5)).widths_after["conv1"] == 8
 

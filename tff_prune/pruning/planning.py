@@ -197,8 +197,9 @@ def group_importance(model: tf.keras.Model, group: DependencyGroup, aggregate: s
 def batchnorm_scale_importance(model: tf.keras.Model, graph: DependencyGraph, group: DependencyGroup) -> np.ndarray:
     """Network slimming's importance (Liu et al., ICCV 2017): ``|gamma|`` of the group's BatchNormalizations.
 
-    The sum over every BatchNormalization with a scale in the group (a channel that several
-    BN layers normalize scores the sum of its ``|gamma|``). A group without one scores by
+    The sum over every BatchNormalization (and GroupNormalization) with a scale in the group (a channel
+    that several such layers normalize scores the sum of its ``|gamma|``; a channel that GroupNorm ties
+    to its group scores the sum over the group). A group without one scores by
     :func:`group_importance` (filter L1), so every group gets a score.
 
     Returns:
@@ -208,7 +209,7 @@ def batchnorm_scale_importance(model: tf.keras.Model, graph: DependencyGraph, gr
     found = False
     for name in group.channel_wise:
         layer = graph.layers.get(name)
-        if type(layer) is L.BatchNormalization and layer.scale:
+        if (type(layer) is L.BatchNormalization or isinstance(layer, L.GroupNormalization)) and layer.scale:
             gamma = np.abs(layer.gamma.numpy().astype(np.float64))
             total += gamma[graph.positions(group, graph.layer_inputs[name][0])].sum(axis=1)
             found = True
