@@ -4,6 +4,10 @@ Squeeze-excitation (a gate multiplies the gated tensor), hard-swish written as T
 grouped convolutions, GroupNormalization, nested backbones, custom layers, importance and the rule registry.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -238,6 +242,19 @@ def test_group_norm_layer_matches_keras_and_converts_to_tflite():
     tflite = convert.convert(model, "float32")
     for n in (1, 3):
         np.testing.assert_allclose(convert.run_tflite(tflite, x[:n]), model(x[:n]).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_saved_group_norm_model_loads_in_the_convert_cli(tmp_path):
+    model = randomize_group_norm(group_norm_block(GroupNorm))
+    path = str(tmp_path / "gn.keras")
+    model.save(path)
+    code = ("import sys, numpy as np\nfrom mobile.cli.convert import load_keras_model\n"
+            "m = load_keras_model(sys.argv[1])\nprint(type(m.get_layer('gn1')).__name__, m.count_params())\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, cwd=root, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["GroupNorm", str(model.count_params())]
 
 
 def backbone():

@@ -34,8 +34,13 @@ from tff_prune.data.catalog import resolve_data_dir
 
 
 def load_keras_model(path: str):
-    """Loads a ``.keras``/``.h5`` model; raises ValueError with the path and cause if it is unreadable."""
+    """Loads a ``.keras``/``.h5`` model; raises ValueError with the path and cause if it is unreadable.
+
+    The toolkit's own layers (:class:`tff_prune.models.group_norm.GroupNorm`) are registered first.
+    """
     import tensorflow as tf
+
+    import tff_prune.models.group_norm  # noqa: F401  registers tff_prune>GroupNorm for load_model
 
     if not os.path.isfile(path):
         raise ValueError(f"model file not found: {path}")
