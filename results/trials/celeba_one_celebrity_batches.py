@@ -12,13 +12,11 @@ there are kept). Usage:
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from tff_prune.tf_logging import import_tensorflow  # noqa: E402
+from tff_prune.tf_logging import import_tensorflow  # the package as `make setup` installs it  # noqa: E402
 
 tf = import_tensorflow()
 from tff_prune.data import load  # noqa: E402
