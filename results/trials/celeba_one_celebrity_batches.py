@@ -27,6 +27,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "celeba_batchnorm
 
 
 def main():
+    """Parses the flags, trains one model for --epochs epochs, and adds its per-epoch rows to the JSON (temp file, then rename)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
     p.add_argument("--batches", choices=("one_celebrity", "mixed"), required=True)
