@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_runs_share_seed_and_clients_and_differ_only_in_pruning():
     exp = reproduce.EXPERIMENTS["celeba_resnet"]
     args = {run: reproduce.run_args(exp, run, "/tmp/x", seed=3, rounds=None, target_sparsity=0.7)
-            for run in reproduce.RUNS}
+            for run in {**reproduce.RUNS, **reproduce.EXTRA_RUNS}}
     common = [a for a in args["fedavg"] if a != "--no-prune"]
     variants = common.index("--tflite-variants") + 1
     for run, flags in args.items():
@@ -25,6 +25,7 @@ def test_runs_share_seed_and_clients_and_differ_only_in_pruning():
     assert args["inherit_round8"][-4:] == ["--round-to", "8", "--round-mode", "final"]
     assert args["inherit_low"][-4:] == ["--weights", "inherit", "--criterion", "band_low"]
     assert args["magnitude"][-4:] == ["--method", "magnitude", "--target-sparsity", "0.700000"]
+    assert args["default_loss2"][-2:] == ["--max-accuracy-loss", "0.02"] and args["default"][-1] == "--quiet"
     assert args["magnitude"][variants] == "float32,int8,sparse" and args["fedavg"][variants] == "float32,int8"
     assert "--k" in common and common[common.index("--k") + 1] == "2.0"
     assert common[common.index("--local-epochs") + 1] == "5" and common[common.index("--batch-size") + 1] == "32"
@@ -62,6 +63,15 @@ def test_bad_experiment_name(capsys):
     assert "unknown 'mnist'" in capsys.readouterr().err
 
 
+def test_bad_run_name_is_named_before_any_work(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        reproduce_cli.main(["--experiment", "femnist_cnn", "--runs", "fedavg,default_los2",
+                            "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "--runs: unknown default_los2; choose from" in err and "default_loss2" in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_results_markdown_is_generated_from_the_json(tmp_path):
     NAME = "femnist_cnn_100r"  # the complete 100-round protocol
     results = os.path.join(ROOT, "results")
@@ -75,7 +85,8 @@ def test_results_markdown_is_generated_from_the_json(tmp_path):
     assert (tmp_path / "results" / f"{NAME}.png").stat().st_size > 0
     text = full.split(f"## {NAME}\n", 1)[1].split("\n## ", 1)[0]  # this experiment's section
     for run in set(make_results.RUN_ORDER) - set(runs):
-        assert f"| {run} | not run yet |" in text
+        assert (f"| {run} | not run yet |" in text) == (run not in make_results.OPTIONAL_RUNS)
+        assert (f"| {run} |" in text) == (run not in make_results.OPTIONAL_RUNS)
     with open(discussion) as f:
         assert full.endswith(f.read())
     for run in runs:
@@ -111,7 +122,9 @@ def test_experiments_not_started_are_listed_with_their_plan_and_the_authors_numb
             assert f"{exp.paper['baseline_acc']:.2f}% → {exp.paper['pruned_acc']:.2f}%" in text
         else:  # LEAF's task: no authors' row
             assert "**authors**" not in text and exp.paper["note"] in text
-        assert all(f"| {run} | not run yet |" in text for run in make_results.RUN_ORDER)
+        assert all((f"| {run} | not run yet |" in text) == (run not in make_results.OPTIONAL_RUNS)
+                   for run in make_results.RUN_ORDER)
+        assert set(make_results.OPTIONAL_RUNS) == set(reproduce.EXTRA_RUNS)
         assert ("**Not the paper's client optimizer:**" in text) == (exp.client_optimizer == "sgd")
         assert ("held by the server, continued by every client" in text) == (exp.client_optimizer == "shared_adam")
     assert "clients train with SGD, lr 0.05 (the authors: Adam, lr 1e-3)" in full

@@ -18,7 +18,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from tff_prune.experiments import ALL_RUNS, EXPERIMENTS, RUNS, prune_window, run_one, seed_dir
+from tff_prune.experiments import (ALL_RUNS, EXPERIMENTS, EXTRA_RUNS, KNOWN_RUNS, RUNS, prune_window, run_one,
+                                   seed_dir)
 from tff_prune.report import write_json
 
 
@@ -26,7 +27,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the requested experiments; returns 0, or 2 on bad flags / a failed run."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--experiment", required=True, help=f"one of {', '.join(EXPERIMENTS)}, or all")
-    p.add_argument("--runs", default=",".join(ALL_RUNS), help="subset of runs (comma list; default all)")
+    p.add_argument("--runs", default=",".join(ALL_RUNS), help="comma list of runs (default: all of %(default)s; "
+                   f"only when named: {', '.join(EXTRA_RUNS)})")
     p.add_argument("--rounds", type=int, default=None, help="override the experiment's rounds (shorter trials)")
     p.add_argument("--seed", type=int, default=0,
                    help="0: the experiment's main runs (results/NAME/); S > 0: a repeat in results/NAME/seedS/")
@@ -37,8 +39,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(n not in EXPERIMENTS for n in names):
         p.error(f"--experiment: unknown {args.experiment!r}; choose one of {', '.join(EXPERIMENTS)} or all")
     runs = args.runs.split(",")
-    if any(r not in ALL_RUNS for r in runs):
-        p.error(f"--runs: choose from {', '.join(ALL_RUNS)}")
+    if any(r not in KNOWN_RUNS for r in runs):
+        p.error(f"--runs: unknown {', '.join(r for r in runs if r not in KNOWN_RUNS)}; "
+                f"choose from {', '.join(KNOWN_RUNS)}")
     if args.rounds is not None and args.rounds < 2:
         p.error("--rounds: must be >= 2")
     if args.seed < 0:
@@ -54,7 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    {"name": name, **dataclasses.asdict(exp), "planned_rounds": exp.rounds,
                     "rounds": args.rounds or exp.rounds,
                     "max_prune_round": prune_window(exp, args.rounds),
-                    "seed": args.seed, "runs": RUNS})
+                    "seed": args.seed, "runs": {**RUNS, **EXTRA_RUNS}})
         for run in tqdm(runs, desc=name, unit="run"):
             try:
                 run_one(exp, name, run, args.results, args.seed, args.rounds, args.data_dir)
