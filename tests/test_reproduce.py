@@ -222,3 +222,30 @@ def _records(folder: str, run: str) -> list:
     from tff_prune import report
 
     return report.read_metrics(os.path.join(folder, run, report.METRICS_FILE))
+
+
+def test_celeba_male_variants_collects_every_fedavg_curve_on_male_and_nothing_else(tmp_path):
+    def run(folder, exp, accs):
+        (folder / "fedavg").mkdir(parents=True)
+        (folder / "experiment.json").write_text(json.dumps(exp))
+        rows = [{"round": i + 1, "eval_accuracy": a, "clients": ["1", "2", "3"]} for i, a in enumerate(accs)]
+        (folder / "fedavg" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    base = dict(dataset="celeba", model="cnn", clients_per_round=20, client_optimizer="shared_adam", client_lr=1e-3)
+    run(tmp_path / "celeba_cnn", dict(base, celeba_attribute="male"), [0.5] * 5 + [0.6] * 10)
+    run(tmp_path / "celeba_cnn_smiling", dict(base, celeba_attribute="smiling"), [0.7] * 3)  # not `male`
+    run(tmp_path / "femnist_cnn", dict(base, dataset="femnist"), [0.7] * 3)
+    (tmp_path / "trials").mkdir()
+    rows = [{"round": 1, "eval_accuracy": 0.25, "clients": ["a"] * 50}, {"round": 2, "eval_accuracy": None},
+            {"round": 3, "eval_accuracy": 0.75}]
+    (tmp_path / "trials" / "celeba_resnet_fedavg_adam_50clients_3rounds.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "trials" / "celeba_empty.jsonl").write_text("")
+    png = tmp_path / "out" / "male.png"
+    text = make_results.male_variants(str(tmp_path), str(png))
+    assert png.stat().st_size > 0
+    rows = [line for line in text.splitlines() if line.startswith("| celeba_") or line.startswith("| trials/")]
+    assert rows == ["| celeba_cnn/fedavg | cnn | shared_adam 0.001 | 20 | 15 | 60.00% | 60.00% |",
+                    "| trials/celeba_resnet_fedavg_adam_50clients_3rounds | resnet | adam | 50 | 3 | 50.00% | 75.00% |"]
+    assert make_results.male_variants(str(tmp_path / "none"), str(tmp_path / "x.png")) == ""
+    assert not (tmp_path / "x.png").exists()

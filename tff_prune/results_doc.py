@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Optional, Sequence
 
 from tff_prune import report
@@ -228,6 +229,85 @@ def plot(entry: dict, path: str) -> str:
     return report.save_figure(fig, path)
 
 
+TRIALS = "trials"  # results/trials/: metrics.jsonl files of diagnostic FedAvg runs outside reproduce.py
+# Their names: celeba_<model>_fedavg_<client optimizer>_<N>clients_<R>rounds.jsonl
+TRIAL_NAME = re.compile(r"^celeba_(?P<model>[a-z0-9]+)_fedavg_(?P<optimizer>[a-z_]+)_\d+clients_\d+rounds$")
+
+
+def _male_curves(results: str) -> list[dict]:
+    """Every FedAvg curve on CelebA ``male`` under ``results``: reproduce.py's fedavg runs (seed 0) and the
+    diagnostic runs in results/trials/celeba_*.jsonl. Each: label, model, optimizer, clients, rounds, records."""
+    curves = []
+    for name in sorted(os.listdir(results)) if os.path.isdir(results) else []:
+        path = os.path.join(results, name, "experiment.json")
+        if not os.path.isfile(path):
+            continue
+        exp = report.read_json(path)
+        run = os.path.join(results, name, "fedavg", report.METRICS_FILE)
+        if exp["dataset"] != "celeba" or exp.get("celeba_attribute", "male") != "male" or not os.path.isfile(run):
+            continue
+        records = report.read_metrics(run)
+        curves.append({"label": f"{name}/fedavg", "model": exp["model"],
+                       "optimizer": f"{exp.get('client_optimizer', 'adam')} {exp.get('client_lr', 1e-3):g}",
+                       "clients": exp["clients_per_round"], "records": records})
+    folder = os.path.join(results, TRIALS)
+    for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if f.startswith("celeba_") and f.endswith(".jsonl"):
+            records = report.read_metrics(os.path.join(folder, f))
+            if not records:
+                continue
+            stem = f[:-len(".jsonl")]
+            named = TRIAL_NAME.match(stem)
+            curves.append({"label": f"{TRIALS}/{stem}", "model": named["model"] if named else "–",
+                           "optimizer": named["optimizer"] if named else "–",
+                           "clients": len(records[0].get("clients", [])) or "–", "records": records})
+    return [c for c in curves if any(r.get("eval_accuracy") is not None for r in c["records"])]
+
+
+def male_variants(results: str, png: str) -> str:
+    """Markdown section (and the PNG at ``png``): the test accuracy of every FedAvg variant tried on CelebA
+    ``male`` against round, with the centralized references and the majority class; empty string if none.
+
+    The table gives, per curve, its rounds, clients per round, the mean of its last 10 evaluations and its best
+    evaluation (the same numbers as the experiment tables for reproduce.py's runs).
+    """
+    curves = _male_curves(results)
+    if not curves:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    lines = ["| curve | model | client optimizer, lr | clients per round | rounds | mean acc, last 10 evals | "
+             "best acc |", "|---|---|---|---:|---:|---:|---:|"]
+    for c in curves:
+        ev = [(r["round"], r["eval_accuracy"]) for r in c["records"] if r.get("eval_accuracy") is not None]
+        ax.plot([a for a, _ in ev], [100 * b for _, b in ev], marker=".", lw=1, label=c["label"])
+        lines.append(f"| {c['label']} | {c['model']} | {c['optimizer']} | {c['clients']} | "
+                     f"{c['records'][-1]['round']} | {_pct(last_mean(c['records']))} | "
+                     f"{_pct(max(b for _, b in ev))} |")
+    majority = None
+    for name in ("celeba_cnn", "celeba_resnet"):
+        central = os.path.join(results, name, "centralized", "summary.json")
+        if os.path.isfile(central):
+            c = report.read_json(central)
+            majority = c["test_majority"]
+            ax.axhline(100 * c["final_accuracy"], ls="--", lw=1, color="black" if name == "celeba_cnn" else "gray",
+                       label=f"{name} centralized ({c['epochs']} epochs)")
+    if majority is not None:
+        ax.axhline(100 * majority, ls=":", lw=1, color="red", label="majority class")
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("CelebA `male`: FedAvg variants tried")
+    fig.tight_layout()
+    report.save_figure(fig, png)
+    return "\n".join(lines) + "\n"
+
+
 def render(results: str, output: str) -> str:
     """Writes ``output`` (Markdown) and one PNG per experiment in ``<output folder>/results/``; returns the Markdown.
 
@@ -290,6 +370,14 @@ def render(results: str, output: str) -> str:
             img = os.path.join(out_dir, "results", f"{name}.png")
             plot(entry, img)
             parts.append(f"![{name}](results/{name}.png)\n")
+    male = male_variants(results, os.path.join(out_dir, "results", "celeba_male_variants.png"))
+    if male:
+        parts.append("## CelebA `male`: every FedAvg variant tried\n")
+        parts.append("The federated runs above and the diagnostic runs in `results/trials/` (their file names give "
+                     "model, client optimizer, clients per round and rounds), test accuracy on the 28 test "
+                     "celebrities against round; why they differ is in the Discussion (CelebA).\n")
+        parts.append(male)
+        parts.append("![celeba_male_variants](results/celeba_male_variants.png)\n")
     discussion = os.path.join(out_dir, DISCUSSION)
     if os.path.isfile(discussion):
         with open(discussion) as f:
