@@ -18,8 +18,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from tff_prune.experiments import (ALL_RUNS, EXPERIMENTS, EXTRA_RUNS, KNOWN_RUNS, RUNS, prune_window, run_one,
-                                   seed_dir)
+from tff_prune.experiments import (ALL_RUNS, EXPERIMENTS, EXTRA_RUNS, KNOWN_RUNS, RUN_FLAGS, prune_window,
+                                   run_one, seed_dir)
 from tff_prune.report import write_json
 
 
@@ -57,7 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    {"name": name, **dataclasses.asdict(exp), "planned_rounds": exp.rounds,
                     "rounds": args.rounds or exp.rounds,
                     "max_prune_round": prune_window(exp, args.rounds),
-                    "seed": args.seed, "runs": {**RUNS, **EXTRA_RUNS}})
+                    "seed": args.seed, "runs": RUN_FLAGS})
         for run in tqdm(runs, desc=name, unit="run"):
             try:
                 run_one(exp, name, run, args.results, args.seed, args.rounds, args.data_dir)
