@@ -41,3 +41,17 @@ def test_a_celeba_run_starts_without_the_cuda_registration_errors(tmp_path):
     assert proc.returncode == 2
     assert "--celeba-attribute: unknown CelebA attribute 'bogus'" in proc.stderr
     assert "Unable to register" not in proc.stderr and "cudart_stub" not in proc.stderr, proc.stderr
+
+
+def test_the_magnitude_runs_size_lookup_imports_tensorflow_filtered(tmp_path):
+    """tff-prune-reproduce builds the model in its own process to size the magnitude run: still filtered."""
+    (tmp_path / "femnist_cnn" / "inherit").mkdir(parents=True)
+    (tmp_path / "femnist_cnn" / "inherit" / "summary.json").write_text('{"final_params": 21488}')
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = ("from tff_prune.experiments import EXPERIMENTS, magnitude_sparsity\n"
+            f"print(magnitude_sparsity(EXPERIMENTS['femnist_cnn'], {str(tmp_path)!r}, 'femnist_cnn'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert 0.0 < float(proc.stdout) < 1.0
+    assert "Unable to register" not in proc.stderr and "cudart_stub" not in proc.stderr, proc.stderr

@@ -174,6 +174,9 @@ def magnitude_sparsity(exp: Experiment, results: str, name: str, seed: int = 0) 
     if not os.path.isfile(path):
         raise RuntimeError(f"{name}/magnitude (seed {seed}) needs the inherit run's final size; "
                            f"run --runs inherit first")
+    from tff_prune.tf_logging import import_tensorflow
+
+    import_tensorflow()  # before tff_prune.models imports it: no CUDA-registration noise on the console
     from tff_prune.federated.magnitude import sparsity_for_params
     from tff_prune.models import get_model
     from tff_prune.report import read_json
